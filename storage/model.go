@@ -1,0 +1,238 @@
+package storage
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound means the requested message does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrReplayed means the callback's nonce was already used within its lifetime.
+	ErrReplayed = errors.New("nonce already used")
+	// ErrClosed means the store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// Sources of an event.
+const (
+	SourceCallback  = "callback"
+	SourceSend      = "send"
+	SourceReconcile = "reconcile"
+)
+
+// Plivo message statuses we rank. Any other value is stored as received.
+const (
+	StatusQueued      = "queued"
+	StatusSent        = "sent"
+	StatusDelivered   = "delivered"
+	StatusUndelivered = "undelivered"
+	StatusFailed      = "failed"
+	StatusRejected    = "rejected"
+	StatusRead        = "read"
+)
+
+// StatusRank orders statuses by how far a message has progressed. A status of
+// lower rank never replaces a current status of higher rank, whatever order
+// the callbacks arrive in. Unknown statuses rank 0: they are kept in the
+// history but only become the current status of a message that has no other.
+func StatusRank(status string) int {
+	switch status {
+	case StatusQueued:
+		return 1
+	case StatusSent:
+		return 2
+	case StatusDelivered, StatusUndelivered, StatusFailed, StatusRejected:
+		return 3
+	case StatusRead: // WhatsApp: read comes after delivered.
+		return 4
+	}
+	return 0
+}
+
+// IsTerminal reports whether status is final for delivery purposes.
+func IsTerminal(status string) bool { return StatusRank(status) >= 3 }
+
+// Event is one status report about one message: a Plivo callback, the record
+// of our own send, or a reconciliation lookup.
+type Event struct {
+	// Cursor is the event's position in the global log, assigned by the store.
+	Cursor      uint64 `json:"cursor"`
+	MessageUUID string `json:"message_uuid"`
+	Status      string `json:"status"`
+	ErrorCode   string `json:"error_code"`
+	// Sequence is Plivo's per-message ordering number; 0 when absent.
+	Sequence   int64     `json:"sequence"`
+	ReceivedAt time.Time `json:"received_at"`
+	Source     string    `json:"source"`
+	// Payload holds every field as received (first value of repeated keys).
+	Payload map[string]string `json:"payload"`
+
+	// Normalised fields folded into the message state. Empty means unknown.
+	From               string     `json:"-"`
+	To                 string     `json:"-"`
+	Type               string     `json:"-"`
+	Units              int        `json:"-"`
+	TotalRate          string     `json:"-"`
+	TotalAmount        string     `json:"-"`
+	MCC                string     `json:"-"`
+	MNC                string     `json:"-"`
+	ParentMessageUUID  string     `json:"-"`
+	PartInfo           string     `json:"-"`
+	MessageTime        *time.Time `json:"-"`
+	QueuedTime         *time.Time `json:"-"`
+	SentTime           *time.Time `json:"-"`
+	DeliveryReportTime *time.Time `json:"-"`
+	// Text and MediaURLs are set only on SourceSend events.
+	Text      string   `json:"-"`
+	MediaURLs []string `json:"-"`
+}
+
+// Validate checks the invariants every stored event must satisfy.
+func (e *Event) Validate() error {
+	if e.MessageUUID == "" {
+		return errors.New("missing MessageUUID")
+	}
+	if len(e.MessageUUID) > 128 {
+		return errors.New("MessageUUID longer than 128 bytes")
+	}
+	if e.Status == "" {
+		return errors.New("missing Status")
+	}
+	return nil
+}
+
+// Message is the current state of one message, folded from all its events.
+type Message struct {
+	MessageUUID        string     `json:"message_uuid"`
+	Status             string     `json:"status"`
+	ErrorCode          string     `json:"error_code"`
+	From               string     `json:"from"`
+	To                 string     `json:"to"`
+	Type               string     `json:"type"`
+	Units              int        `json:"units"`
+	TotalRate          string     `json:"total_rate"`
+	TotalAmount        string     `json:"total_amount"`
+	MCC                string     `json:"mcc"`
+	MNC                string     `json:"mnc"`
+	ParentMessageUUID  string     `json:"parent_message_uuid"`
+	PartInfo           string     `json:"part_info"`
+	MessageTime        *time.Time `json:"message_time"`
+	QueuedTime         *time.Time `json:"queued_time"`
+	SentTime           *time.Time `json:"sent_time"`
+	DeliveryReportTime *time.Time `json:"delivery_report_time"`
+	FirstSeen          time.Time  `json:"first_seen"`
+	LastSeen           time.Time  `json:"last_seen"`
+	EventCount         int        `json:"event_count"`
+	Text               string     `json:"text,omitempty"`
+	MediaURLs          []string   `json:"media_urls,omitempty"`
+
+	// Sequence of the event that set Status; used to order same-rank events.
+	StatusSequence int64 `json:"-"`
+}
+
+// Fold applies ev to the message state m and reports whether ev became the
+// current status. A message with no status yet takes ev's status. Otherwise
+// ev wins when its status ranks higher, or ranks the same and carries a higher
+// Plivo Sequence (or, lacking sequences on either side, simply arrived later).
+// Descriptive fields are filled from every event but only overwritten by the
+// winning one, so a late "sent" still contributes its SentTime.
+func (m *Message) Fold(ev *Event) (won bool) {
+	if m.MessageUUID == "" {
+		m.MessageUUID = ev.MessageUUID
+		m.FirstSeen = ev.ReceivedAt
+	}
+	if ev.ReceivedAt.After(m.LastSeen) {
+		m.LastSeen = ev.ReceivedAt
+	}
+	if ev.ReceivedAt.Before(m.FirstSeen) {
+		m.FirstSeen = ev.ReceivedAt
+	}
+	m.EventCount++
+
+	won = m.Status == "" || beats(ev, m)
+	if won {
+		m.Status = ev.Status
+		m.ErrorCode = ev.ErrorCode
+		m.StatusSequence = ev.Sequence
+	}
+	setStr := func(dst *string, v string) {
+		if v != "" && (won || *dst == "") {
+			*dst = v
+		}
+	}
+	setTime := func(dst **time.Time, v *time.Time) {
+		if v != nil && (won || *dst == nil) {
+			t := *v
+			*dst = &t
+		}
+	}
+	setStr(&m.From, ev.From)
+	setStr(&m.To, ev.To)
+	setStr(&m.Type, ev.Type)
+	if ev.Units != 0 && (won || m.Units == 0) {
+		m.Units = ev.Units
+	}
+	setStr(&m.TotalRate, ev.TotalRate)
+	setStr(&m.TotalAmount, ev.TotalAmount)
+	setStr(&m.MCC, ev.MCC)
+	setStr(&m.MNC, ev.MNC)
+	setStr(&m.ParentMessageUUID, ev.ParentMessageUUID)
+	setStr(&m.PartInfo, ev.PartInfo)
+	setTime(&m.MessageTime, ev.MessageTime)
+	setTime(&m.QueuedTime, ev.QueuedTime)
+	setTime(&m.SentTime, ev.SentTime)
+	setTime(&m.DeliveryReportTime, ev.DeliveryReportTime)
+	if ev.Text != "" {
+		m.Text = ev.Text
+	}
+	if len(ev.MediaURLs) > 0 {
+		m.MediaURLs = append([]string(nil), ev.MediaURLs...)
+	}
+	return won
+}
+
+// beats reports whether ev should replace m's current status.
+func beats(ev *Event, m *Message) bool {
+	newRank, curRank := StatusRank(ev.Status), StatusRank(m.Status)
+	if newRank != curRank {
+		return newRank > curRank
+	}
+	if ev.Sequence != 0 && m.StatusSequence != 0 {
+		return ev.Sequence > m.StatusSequence
+	}
+	// Same rank and no sequences to compare: a different status that arrives
+	// later wins (delivered, then undelivered); a repeat of the current status
+	// only wins when it adds an error code the current state lacks.
+	return ev.Status != m.Status || ev.ErrorCode != "" && m.ErrorCode == ""
+}
+
+// TimeToDeliver returns the delay Plivo reports between queueing and the
+// delivery report, or false when either timestamp is unknown or inconsistent.
+func (m *Message) TimeToDeliver() (time.Duration, bool) {
+	if m.QueuedTime == nil || m.DeliveryReportTime == nil {
+		return 0, false
+	}
+	d := m.DeliveryReportTime.Sub(*m.QueuedTime)
+	if d < 0 {
+		return 0, false
+	}
+	return d, true
+}
+
+// ParsePlivoTime parses Plivo's callback timestamp format
+// ("2024-05-01 10:00:00.123456", UTC). Empty input yields nil.
+func ParsePlivoTime(s string) (*time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05.999999999-07:00", time.RFC3339Nano} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			t = t.UTC()
+			return &t, nil
+		}
+	}
+	return nil, errors.New("unrecognised time " + strconv.Quote(s))
+}
