@@ -1,0 +1,200 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"plivo-dlr/storage"
+)
+
+// MaxCallbackBody is the largest callback body accepted (413 above). Plivo's
+// are under 2 KiB.
+const MaxCallbackBody = 64 << 10
+
+// Payload errors callers branch on.
+var (
+	// ErrMalformed means a callback could not be turned into an event (400).
+	ErrMalformed = errors.New("malformed callback")
+	// ErrBodyTooLarge means a callback body exceeds MaxCallbackBody (413).
+	ErrBodyTooLarge = errors.New("callback body too large")
+)
+
+// maxStatusLen bounds Status: it becomes a metric label and an index key.
+const maxStatusLen = 64
+
+// CallbackParams turns a request into parameters: for GET the query; for
+// POST a form-urlencoded body (also assumed when there is no content type)
+// or a JSON object whose string, number and boolean values are stringified
+// (null becomes ""; nested values are refused). contentType may carry
+// parameters such as ";charset=utf-8". For POST, rawQuery is ignored: a query
+// in the callback URL is the operator's (?tenant=acme), not event fields.
+// Errors wrap ErrMalformed (or ErrBodyTooLarge) with a plain reason.
+func CallbackParams(method, contentType string, body []byte, rawQuery string) (url.Values, error) {
+	switch method {
+	case "GET":
+		params, err := url.ParseQuery(rawQuery)
+		if err != nil {
+			return nil, fmt.Errorf("%w: query is not valid URL encoding", ErrMalformed)
+		}
+		return params, nil
+	case "POST":
+	default:
+		return nil, fmt.Errorf("%w: unsupported method %s", ErrMalformed, strconv.Quote(method))
+	}
+	if len(body) > MaxCallbackBody {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, len(body), MaxCallbackBody)
+	}
+	mediaType := "application/x-www-form-urlencoded"
+	if strings.TrimSpace(contentType) != "" {
+		mt, _, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return nil, fmt.Errorf("%w: invalid content type", ErrMalformed)
+		}
+		mediaType = mt
+	}
+	switch mediaType {
+	case "application/x-www-form-urlencoded":
+		// Go refuses ';' as a separator and bad escapes; Plivo encodes both,
+		// so such a body did not come from Plivo intact.
+		params, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, fmt.Errorf("%w: body is not valid form encoding", ErrMalformed)
+		}
+		return params, nil
+	case "application/json":
+		return jsonParams(body)
+	}
+	return nil, fmt.Errorf("%w: unsupported content type %s", ErrMalformed, mediaType)
+}
+
+// jsonParams flattens a JSON object of scalars into parameters.
+func jsonParams(body []byte) (url.Values, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		if err == nil || errors.As(err, new(*json.UnmarshalTypeError)) {
+			return nil, fmt.Errorf("%w: body is not a JSON object", ErrMalformed)
+		}
+		return nil, fmt.Errorf("%w: body is not valid JSON", ErrMalformed)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: body is not valid JSON", ErrMalformed)
+	}
+	params := make(url.Values, len(obj))
+	for k, v := range obj {
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case json.Number:
+			s = v.String()
+		case bool:
+			s = strconv.FormatBool(v)
+		case nil:
+		default:
+			return nil, fmt.Errorf("%w: field %s is not a string, number or boolean", ErrMalformed, quoteShort(k))
+		}
+		params.Set(k, s)
+	}
+	return params, nil
+}
+
+// ParseCallback builds a callback event from Plivo's parameters. Payload keeps
+// every field as received (first value), unknown ones included; the
+// documented fields are also normalised into the event, trimmed. Status keeps
+// its received spelling unless it is a known status in another case, which is
+// lowercased. Sequence and the four timestamps drive state folding and
+// metrics, so a bad one makes the callback malformed; Units is only shown, so
+// a bad value is kept in Payload and read as 0 (unknown). ReceivedAt is left
+// for the caller to stamp.
+func ParseCallback(params url.Values) (storage.Event, error) {
+	get := func(k string) string { return strings.TrimSpace(params.Get(k)) }
+	ev := storage.Event{
+		Source:            storage.SourceCallback,
+		MessageUUID:       get("MessageUUID"),
+		Status:            normaliseStatus(get("Status")),
+		ErrorCode:         get("ErrorCode"),
+		From:              get("From"),
+		To:                get("To"),
+		Type:              get("Type"),
+		TotalRate:         get("TotalRate"),
+		TotalAmount:       get("TotalAmount"),
+		MCC:               get("MCC"),
+		MNC:               get("MNC"),
+		ParentMessageUUID: get("ParentMessageUUID"),
+		PartInfo:          get("PartInfo"),
+		Payload:           make(map[string]string, len(params)),
+	}
+	for k, vs := range params {
+		if len(vs) > 0 {
+			ev.Payload[k] = vs[0]
+		} else {
+			ev.Payload[k] = ""
+		}
+	}
+	if ev.MessageUUID == "" {
+		return storage.Event{}, fmt.Errorf("%w: missing MessageUUID", ErrMalformed)
+	}
+	if ev.Status == "" {
+		return storage.Event{}, fmt.Errorf("%w: missing Status", ErrMalformed)
+	}
+	if len(ev.Status) > maxStatusLen {
+		return storage.Event{}, fmt.Errorf("%w: Status longer than %d bytes", ErrMalformed, maxStatusLen)
+	}
+	if s := get("Sequence"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return storage.Event{}, fmt.Errorf("%w: Sequence %s is not a non-negative integer", ErrMalformed, quoteShort(s))
+		}
+		ev.Sequence = n
+	}
+	if n, err := strconv.Atoi(get("Units")); err == nil && n >= 0 {
+		ev.Units = n
+	}
+	for _, f := range []struct {
+		name string
+		dst  **time.Time
+	}{
+		{"MessageTime", &ev.MessageTime},
+		{"QueuedTime", &ev.QueuedTime},
+		{"SentTime", &ev.SentTime},
+		{"DeliveryReportTime", &ev.DeliveryReportTime},
+	} {
+		t, err := storage.ParsePlivoTime(get(f.name))
+		if err != nil {
+			return storage.Event{}, fmt.Errorf("%w: %s %s is not a Plivo timestamp", ErrMalformed, f.name, quoteShort(get(f.name)))
+		}
+		*f.dst = t
+	}
+	if err := ev.Validate(); err != nil {
+		return storage.Event{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return ev, nil
+}
+
+// normaliseStatus lowercases a known status received in another case and
+// keeps anything else as received.
+func normaliseStatus(s string) string {
+	if l := strings.ToLower(s); l != s && storage.StatusRank(l) > 0 {
+		return l
+	}
+	return s
+}
+
+// quoteShort quotes s for an error message, cut to a readable length.
+func quoteShort(s string) string {
+	const limit = 40
+	if len(s) > limit {
+		return strconv.Quote(s[:limit]) + "..."
+	}
+	return strconv.Quote(s)
+}

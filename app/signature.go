@@ -1,0 +1,496 @@
+package app
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Plivo signature header names.
+const (
+	HeaderSignatureV2      = "X-Plivo-Signature-V2"
+	HeaderSignatureMaV2    = "X-Plivo-Signature-Ma-V2"
+	HeaderSignatureV2Nonce = "X-Plivo-Signature-V2-Nonce"
+	HeaderSignatureV3      = "X-Plivo-Signature-V3"
+	HeaderSignatureMaV3    = "X-Plivo-Signature-Ma-V3"
+	HeaderSignatureV3Nonce = "X-Plivo-Signature-V3-Nonce"
+)
+
+// Signature schemes reported in Verification.Scheme.
+const (
+	SchemeV2 = "v2"
+	SchemeV3 = "v3"
+)
+
+// Signature errors callers branch on.
+var (
+	// ErrMissingSignature means the request carried no Plivo signature header.
+	ErrMissingSignature = errors.New("missing signature headers")
+	// ErrBadSignature means a signature was present but did not verify. It is
+	// wrapped with the header set that failed and, when there is one, a reason.
+	ErrBadSignature = errors.New("signature mismatch")
+)
+
+// SignatureHeaders are the Plivo signature headers of one request, as received.
+type SignatureHeaders struct{ V2, MaV2, V2Nonce, V3, MaV3, V3Nonce string }
+
+// SignedRequest is what the signature covers.
+type SignedRequest struct {
+	// Method is "GET" or "POST".
+	Method string
+	// URL is server.public_url + request path + ("?" + raw query, if any).
+	// It is never derived from the Host header by the caller.
+	URL string
+	// Params are the POST body parameters (form fields, or JSON top-level
+	// fields stringified). Nil or empty for GET: GET parameters are in URL's
+	// query.
+	Params  url.Values
+	Headers SignatureHeaders
+}
+
+// Verification says how a request was verified.
+type Verification struct {
+	// Scheme is SchemeV3 or SchemeV2.
+	Scheme string
+	// Nonces must be remembered for plivo.nonce_ttl and refused when seen
+	// again: the verified scheme's nonce, plus the V2 nonce when V3 verified
+	// and a V2 nonce came too, so the V2 headers cannot be replayed alone.
+	Nonces []string
+}
+
+// SignatureVerifier checks requests against the main auth token and extra
+// tokens (subaccounts, rotation). It is safe for concurrent use.
+type SignatureVerifier struct {
+	tokens [][]byte
+}
+
+// NewSignatureVerifier returns a verifier accepting signatures made with any
+// of tokens. Empty strings are ignored; with no token nothing verifies.
+func NewSignatureVerifier(tokens ...string) *SignatureVerifier {
+	v := &SignatureVerifier{}
+	seen := map[string]bool{}
+	for _, t := range tokens {
+		if t == "" || seen[t] {
+			continue
+		}
+		seen[t] = true
+		v.tokens = append(v.tokens, []byte(t))
+	}
+	return v
+}
+
+// Verify checks r's signature headers. Any configured token may have made any
+// of the signatures: X-Plivo-Signature-Ma-V2/-Ma-V3 use the main account's
+// token, the others the (sub)account's, and we hold both. When any V3 header
+// is present V3 must verify, because V3 covers the parameters and V2 does
+// not; V2 alone is accepted only when no V3 header came. Errors wrap
+// ErrMissingSignature or ErrBadSignature and never contain a token.
+func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
+	h := trimHeaders(r.Headers)
+	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
+		return Verification{}, ErrMissingSignature
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		// The URL comes from our own configuration, so this is not the
+		// sender's fault; say so rather than report a mismatch.
+		return Verification{}, fmt.Errorf("parse signed URL: %w", err)
+	}
+	if h.V3 != "" || h.MaV3 != "" || h.V3Nonce != "" {
+		if err := v.verifyV3(u, r.Method, r.Params, h); err != nil {
+			return Verification{}, err
+		}
+		ver := Verification{Scheme: SchemeV3, Nonces: []string{h.V3Nonce}}
+		if h.V2Nonce != "" && h.V2Nonce != h.V3Nonce {
+			ver.Nonces = append(ver.Nonces, h.V2Nonce)
+		}
+		return ver, nil
+	}
+	if err := v.verifyV2(u, h); err != nil {
+		return Verification{}, err
+	}
+	return Verification{Scheme: SchemeV2, Nonces: []string{h.V2Nonce}}, nil
+}
+
+func (v *SignatureVerifier) verifyV3(u *url.URL, method string, params url.Values, h SignatureHeaders) error {
+	sigs := splitSignatures(h.V3, h.MaV3)
+	switch {
+	case len(sigs) == 0:
+		return fmt.Errorf("v3 %w: nonce without signature", ErrBadSignature)
+	case h.V3Nonce == "":
+		return fmt.Errorf("v3 %w: empty nonce", ErrBadSignature)
+	}
+	if !v.matchAny(signedStringsV3(u, method, params, h.V3Nonce), sigs) {
+		return fmt.Errorf("v3 %w", ErrBadSignature)
+	}
+	return nil
+}
+
+func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
+	sigs := splitSignatures(h.V2, h.MaV2)
+	if h.V2Nonce == "" {
+		return fmt.Errorf("v2 %w: empty nonce", ErrBadSignature)
+	}
+	if !v.matchAny([]string{signedStringV2(u, h.V2Nonce)}, sigs) {
+		return fmt.Errorf("v2 %w", ErrBadSignature)
+	}
+	return nil
+}
+
+// matchAny reports whether some token's HMAC of some signed string equals
+// some provided signature. Every comparison is constant-time.
+func (v *SignatureVerifier) matchAny(signed []string, sigs []string) bool {
+	ok := false
+	for _, tok := range v.tokens {
+		for _, s := range signed {
+			want := []byte(hmacBase64(tok, s))
+			for _, got := range sigs {
+				if hmac.Equal(want, []byte(got)) {
+					ok = true
+				}
+			}
+		}
+	}
+	return ok
+}
+
+// ComputeSignatureV2 returns Plivo's V2 signature of rawURL and nonce keyed by
+// token: base64(HMAC-SHA256(token, scheme://host + path + nonce)), the query
+// and fragment left out, the path percent-decoded (as plivo-go does).
+func ComputeSignatureV2(token, rawURL, nonce string) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse signed URL: %w", err)
+	}
+	return hmacBase64([]byte(token), signedStringV2(u, nonce)), nil
+}
+
+// ComputeSignatureV3 returns Plivo's V3 signature of a request keyed by token,
+// exactly as plivo-go v7 ComputeSignatureV3 computes it. params are the POST
+// body parameters (first value of each key); for GET they are merged into the
+// URL's query.
+func ComputeSignatureV3(token, method, rawURL, nonce string, params url.Values) (string, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("parse signed URL: %w", err)
+	}
+	return hmacBase64([]byte(token), signedStringV3(u, method, params, nonce, false)), nil
+}
+
+func hmacBase64(token []byte, s string) string {
+	mac := hmac.New(sha256.New, token)
+	mac.Write([]byte(s))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func signedStringV2(u *url.URL, nonce string) string {
+	return u.Scheme + "://" + u.Host + u.Path + nonce
+}
+
+// signedStringsV3 returns the strings a V3 signature of this request may
+// cover. The SDKs disagree for POST with a query string in the URL: plivo-go
+// builds base?query.params and then trims every trailing '.', plivo-python
+// keeps them (and adds the '.' only when both query and params are
+// non-empty). Both yield the same string unless the last sorted value (or
+// the query, when there are no params) ends in '.', or the query parses to
+// nothing. The URL is ours and the parameters are signed either way, so we
+// accept both.
+func signedStringsV3(u *url.URL, method string, params url.Values, nonce string) []string {
+	goStr := signedStringV3(u, method, params, nonce, false)
+	pyStr := signedStringV3(u, method, params, nonce, true)
+	if pyStr == goStr {
+		return []string{goStr}
+	}
+	return []string{goStr, pyStr}
+}
+
+// signedStringV3 follows plivo-go GenerateUrl + "." + nonce. With keepDots
+// it follows plivo-python's construct_post_url for POST with a query string
+// instead (the trailing-dot variant; the path and query parsing stay Go's).
+func signedStringV3(u *url.URL, method string, params url.Values, nonce string, keepDots bool) string {
+	p := firstValues(params)
+	var b strings.Builder
+	b.WriteString(u.Scheme + "://" + u.Host + u.Path)
+	switch {
+	case method == "GET":
+		q := firstValues(u.Query())
+		for k, v := range p {
+			q[k] = v
+		}
+		if len(params) > 0 || u.RawQuery != "" {
+			b.WriteByte('?')
+		}
+		b.WriteString(sortedPairs(q, "=", "&"))
+	case u.RawQuery != "" && keepDots:
+		q := sortedPairs(firstValues(u.Query()), "=", "&")
+		ps := sortedPairs(p, "", "")
+		if q != "" || len(p) > 0 {
+			b.WriteByte('?')
+		}
+		b.WriteString(q)
+		if q != "" && len(p) > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(ps)
+	case u.RawQuery != "":
+		s := "?" + sortedPairs(firstValues(u.Query()), "=", "&") + "." + sortedPairs(p, "", "")
+		b.WriteString(strings.TrimRight(s, "."))
+	default:
+		if len(p) > 0 {
+			b.WriteByte('?')
+		}
+		b.WriteString(sortedPairs(p, "", ""))
+	}
+	b.WriteByte('.')
+	b.WriteString(nonce)
+	return b.String()
+}
+
+// sortedPairs joins key+kv+value items, byte-wise sorted by key, with sep:
+// plivo-go GetSortedQueryParamString, values unescaped.
+func sortedPairs(m map[string]string, kv, sep string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(k)
+		b.WriteString(kv)
+		b.WriteString(m[k])
+	}
+	return b.String()
+}
+
+// firstValues flattens v to its first value per key, as plivo-go does.
+func firstValues(v url.Values) map[string]string {
+	m := make(map[string]string, len(v))
+	for k, vs := range v {
+		if len(vs) > 0 {
+			m[k] = vs[0]
+		} else {
+			m[k] = ""
+		}
+	}
+	return m
+}
+
+func trimHeaders(h SignatureHeaders) SignatureHeaders {
+	return SignatureHeaders{
+		V2: strings.TrimSpace(h.V2), MaV2: strings.TrimSpace(h.MaV2), V2Nonce: strings.TrimSpace(h.V2Nonce),
+		V3: strings.TrimSpace(h.V3), MaV3: strings.TrimSpace(h.MaV3), V3Nonce: strings.TrimSpace(h.V3Nonce),
+	}
+}
+
+// splitSignatures returns the non-empty comma-separated signatures of the
+// given header values, spaces trimmed.
+func splitSignatures(headers ...string) []string {
+	var sigs []string
+	for _, h := range headers {
+		for _, s := range strings.Split(h, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				sigs = append(sigs, s)
+			}
+		}
+	}
+	return sigs
+}
+
+// Diagnose explains a failed Verify for the operator. It retries the check
+// with plausible variants of the URL — http/https, the port left out or made
+// explicit, requestHost (the Host header) instead of public_url's host, the
+// trailing slash toggled, the query dropped (V3), the path signed
+// percent-encoded instead of decoded — and returns a short hint naming the
+// header set checked and the URL that would verify, such as
+//
+//	v3 signature would verify with URL "https://hooks.example.com:8443/plivo/callback": check server.public_url
+//
+// It returns "" when nothing verifies: then the auth token is likely wrong.
+// The hint never contains a token. It costs up to a few hundred HMACs, so
+// callers should not run it for every failure of a flood.
+func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) string {
+	h := trimHeaders(r.Headers)
+	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
+		return "no X-Plivo-Signature-V2 or -V3 header: the request was not signed by Plivo"
+	}
+	if len(v.tokens) == 0 {
+		return "no auth token configured: set plivo.auth_token"
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "the signed URL does not parse: check server.public_url"
+	}
+	scheme, sigs, nonce := SchemeV2, splitSignatures(h.V2, h.MaV2), h.V2Nonce
+	if h.V3 != "" || h.MaV3 != "" || h.V3Nonce != "" {
+		scheme, sigs, nonce = SchemeV3, splitSignatures(h.V3, h.MaV3), h.V3Nonce
+	}
+	switch {
+	case len(sigs) == 0:
+		return scheme + " nonce header came without a " + scheme + " signature header"
+	case nonce == "":
+		return scheme + " signature came with an empty nonce header"
+	}
+	verifies := func(c *url.URL) bool {
+		if scheme == SchemeV3 {
+			return v.matchAny(signedStringsV3(c, r.Method, r.Params, nonce), sigs)
+		}
+		return v.matchAny([]string{signedStringV2(c, nonce)}, sigs)
+	}
+	for _, c := range urlVariants(u, requestHost, scheme == SchemeV3) {
+		if !verifies(c.u) {
+			continue
+		}
+		if c.changes == 0 {
+			return scheme + " signature verifies with the configured URL: the failure was elsewhere"
+		}
+		return fmt.Sprintf("%s signature would verify with URL %q%s", scheme, c.display, c.advice)
+	}
+	if scheme == SchemeV3 && h.V2Nonce != "" && v.verifyV2(u, h) == nil {
+		return "v2 signature verifies but v3 does not: the parameters differ from what Plivo signed (check the body and its content type)"
+	}
+	return ""
+}
+
+type urlVariant struct {
+	u       *url.URL
+	display string
+	advice  string
+	changes int
+}
+
+// urlVariants returns u itself first, then variants ordered by how many
+// parts differ from u.
+func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
+	schemes := []string{u.Scheme}
+	switch u.Scheme {
+	case "https":
+		schemes = append(schemes, "http")
+	case "http":
+		schemes = append(schemes, "https")
+	}
+	type hostChoice struct {
+		host     string
+		fromHost bool
+	}
+	baseHosts := []hostChoice{{u.Host, false}}
+	if requestHost != "" && requestHost != u.Host && validHost(requestHost) {
+		baseHosts = append(baseHosts, hostChoice{requestHost, true})
+	}
+	paths := []struct {
+		path string
+		raw  bool
+	}{{u.Path, false}, {toggleSlash(u.Path), false}}
+	if raw := u.EscapedPath(); raw != u.Path {
+		paths = append(paths, struct {
+			path string
+			raw  bool
+		}{raw, true}, struct {
+			path string
+			raw  bool
+		}{toggleSlash(raw), true})
+	}
+	queries := []string{u.RawQuery}
+	if withQuery && u.RawQuery != "" {
+		queries = append(queries, "")
+	}
+
+	var out []urlVariant
+	seen := map[string]bool{}
+	for si, scheme := range schemes {
+		for _, bh := range baseHosts {
+			for _, host := range hostVariants(bh.host, scheme) {
+				for _, p := range paths {
+					for qi, q := range queries {
+						c := &url.URL{Scheme: scheme, Host: host, Path: p.path, RawQuery: q}
+						key := c.Scheme + "\x00" + c.Host + "\x00" + c.Path + "\x00" + c.RawQuery + fmt.Sprint(p.raw)
+						if seen[key] {
+							continue
+						}
+						seen[key] = true
+						n := 0
+						advice := ": check server.public_url"
+						if si > 0 {
+							n++
+						}
+						if host != bh.host {
+							n++
+						}
+						if bh.fromHost {
+							n++
+							advice = " (the Host header's host): check server.public_url"
+						}
+						if p.path != u.Path && !p.raw || p.raw && p.path != u.EscapedPath() {
+							n++
+						}
+						if qi > 0 {
+							n++
+							advice = " (query left out): check server.public_url and the callback URL set at Plivo"
+						}
+						display := scheme + "://" + host + (&url.URL{Path: p.path}).EscapedPath()
+						if p.raw {
+							n++
+							display = scheme + "://" + host + p.path
+							advice = " if Plivo signs the percent-encoded path: avoid escapes in plivo.callback_path"
+						}
+						if q != "" {
+							display += "?" + q
+						}
+						out = append(out, urlVariant{u: c, display: display, advice: advice, changes: n})
+					}
+				}
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].changes < out[j].changes })
+	return out
+}
+
+// hostVariants returns host as is, without its port, and with the scheme's
+// default port made explicit.
+func hostVariants(host, scheme string) []string {
+	out := []string{host}
+	name, port := splitHostPort(host)
+	if port != "" {
+		out = append(out, name)
+	}
+	def := map[string]string{"http": "80", "https": "443"}[scheme]
+	if def != "" && port != def {
+		out = append(out, name+":"+def)
+	}
+	return out
+}
+
+// splitHostPort splits host into name and port; IPv6 brackets stay on name.
+func splitHostPort(host string) (name, port string) {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 || strings.LastIndexByte(host, ']') > i {
+		return host, ""
+	}
+	return host[:i], host[i+1:]
+}
+
+func toggleSlash(p string) string {
+	if strings.HasSuffix(p, "/") {
+		return strings.TrimSuffix(p, "/")
+	}
+	return p + "/"
+}
+
+// validHost reports whether h looks like a host[:port] worth trying; it came
+// from a Host header, so anything odd is ignored.
+func validHost(h string) bool {
+	if len(h) > 255 {
+		return false
+	}
+	u, err := url.Parse("http://" + h)
+	return err == nil && u.Host == h && u.Path == "" && u.RawQuery == "" && u.User == nil
+}
