@@ -1,0 +1,323 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrLocked means another process holds the database file open.
+var ErrLocked = errors.New("data dir locked by another plivo-dlr process")
+
+// Bucket names. Every bucket is created once by Open.
+var (
+	// bucketMessages: MessageUUID → encoded Message + its event index
+	// (see encodeMessage).
+	bucketMessages = []byte("messages")
+	// bucketEvents: 8-byte big-endian cursor → encoded Event (append-only).
+	bucketEvents = []byte("events")
+	// bucketByTime: 8-byte big-endian FirstSeen Unix nanos + MessageUUID →
+	// empty. Newest-first listing and, later, retention.
+	bucketByTime = []byte("by_time")
+	// bucketNonces: nonce → 8-byte big-endian expiry Unix nanos.
+	bucketNonces = []byte("nonces")
+	// bucketNonceExpiry: 8-byte expiry + nonce → empty, so PurgeNonces reads
+	// only expired entries instead of scanning every nonce.
+	bucketNonceExpiry = []byte("nonce_expiry")
+	// bucketStats: 8-byte big-endian hour start (Unix seconds) → hourStats.
+	bucketStats = []byte("stats")
+	// bucketMeta: free-form key → value (schema version, app settings).
+	bucketMeta = []byte("meta")
+
+	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta}
+)
+
+// Meta keys the store itself uses.
+const (
+	metaSchemaVersion = "schema_version"
+	metaLastPing      = "last_ping"
+)
+
+// schemaVersion is the layout this code reads and writes. Open upgrades an
+// older file step by step through migrations.
+const schemaVersion = 1
+
+// migrations[v] upgrades a file from schema version v to v+1 inside one
+// write transaction. Version 0 is a file created before the version existed
+// (never released), so there is nothing to convert.
+var migrations = map[uint64]func(tx *bolt.Tx) error{
+	0: func(*bolt.Tx) error { return nil },
+}
+
+// Options tune Open.
+type Options struct {
+	// Now is the clock, for tests; nil means time.Now.
+	Now func() time.Time
+	// LockTimeout bounds the wait for bbolt's file lock; 0 means 1s. A second
+	// process fails with ErrLocked instead of hanging.
+	LockTimeout time.Duration
+	// NoSync skips fsync on commit. Only for benchmarks and bulk loads: a
+	// crash can lose acknowledged writes or corrupt the file.
+	NoSync bool
+}
+
+// Store is the bbolt-backed system of record. All writes go through one
+// writer goroutine that group-commits whatever is queued; reads run
+// concurrently in their own read transactions.
+type Store struct {
+	db   *bolt.DB
+	path string
+	now  func() time.Time
+
+	// mu guards sending on reqs against Close closing it: senders hold the
+	// read lock, Close takes the write lock.
+	mu      sync.RWMutex
+	closing bool
+	closed  atomic.Bool
+	reqs    chan *request
+	done    chan struct{} // closed when the writer has exited
+	pool    sync.Pool     // of *request
+}
+
+// Open opens (creating if needed) the database at path, creates its buckets,
+// checks the schema version and starts the writer.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		NoSync:  opts.NoSync,
+		// The hashmap freelist keeps allocation O(1) as the file grows.
+		FreelistType: bolt.FreelistMapType,
+		// A large initial mapping avoids remaps, which must wait for every
+		// open read transaction (a long backup would stall ingestion).
+		InitialMmapSize: 1 << 30,
+	})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open store %s: %w (waited %s): %w", path, ErrLocked, timeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if err := db.Update(initialize); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{
+		db:   db,
+		path: path,
+		now:  opts.Now,
+		reqs: make(chan *request, maxBatch),
+		done: make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.pool.New = func() any { return &request{done: make(chan struct{}, 1)} }
+	go s.writer()
+	return s, nil
+}
+
+func initialize(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	var version uint64
+	if v := meta.Get([]byte(metaSchemaVersion)); v != nil {
+		if len(v) != 8 {
+			return fmt.Errorf("schema version: %w", errCorrupt)
+		}
+		version = binary.BigEndian.Uint64(v)
+	} else if tx.Bucket(bucketEvents).Sequence() == 0 {
+		version = schemaVersion // fresh file
+	}
+	if version > schemaVersion {
+		return fmt.Errorf("schema version %d is newer than this binary supports (%d)", version, schemaVersion)
+	}
+	for ; version < schemaVersion; version++ {
+		if err := migrations[version](tx); err != nil {
+			return fmt.Errorf("migrate schema %d to %d: %w", version, version+1, err)
+		}
+	}
+	return meta.Put([]byte(metaSchemaVersion), u64key(version))
+}
+
+// Close drains queued writes, stops the writer and closes the file. Later
+// calls, and every other method afterwards, return ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closing = true
+	close(s.reqs)
+	s.mu.Unlock()
+	<-s.done
+	s.closed.Store(true)
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// Path returns the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// Size returns the database file's size in bytes, 0 if unknown.
+func (s *Store) Size() int64 {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// view runs fn in a read transaction, mapping a closed database to ErrClosed.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// GetMeta returns a copy of the meta value stored under key, or ErrNotFound.
+func (s *Store) GetMeta(key string) ([]byte, error) {
+	var val []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get([]byte(key))
+		if v == nil {
+			return ErrNotFound
+		}
+		val = append([]byte{}, v...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get meta %q: %w", key, err)
+	}
+	return val, nil
+}
+
+// PutMeta durably stores val under key in the meta bucket. The store's own
+// schema version key cannot be written.
+func (s *Store) PutMeta(key string, val []byte) error {
+	if key == metaSchemaVersion || key == "" {
+		return fmt.Errorf("put meta %q: reserved or empty key", key)
+	}
+	val = append([]byte{}, val...)
+	err := s.update(context.Background(), func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(key), val)
+	})
+	if err != nil {
+		return fmt.Errorf("put meta %q: %w", key, err)
+	}
+	return nil
+}
+
+// Ping proves the store can commit: it writes the time to meta "last_ping"
+// through the writer and waits for the fsync'd commit.
+func (s *Store) Ping(ctx context.Context) error {
+	now := s.now().UnixNano()
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(metaLastPing), u64key(uint64(now)))
+	})
+	if err != nil {
+		return fmt.Errorf("ping store: %w", err)
+	}
+	return nil
+}
+
+// WriteBackup writes a consistent snapshot of the database, itself a valid
+// bbolt file, to w. Writes continue meanwhile.
+func (s *Store) WriteBackup(w io.Writer) (int64, error) {
+	var n int64
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("write backup: %w", err)
+	}
+	return n, nil
+}
+
+// LastCursor returns the cursor of the newest stored event, 0 when none.
+func (s *Store) LastCursor() (uint64, error) {
+	var c uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		c = tx.Bucket(bucketEvents).Sequence()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("last cursor: %w", err)
+	}
+	return c, nil
+}
+
+// purgeBatch bounds the deletions of one PurgeNonces transaction so the
+// writer is never held for long.
+const purgeBatch = 1000
+
+// PurgeNonces deletes up to max nonces that expired at or before now (max ≤ 0
+// means no limit), in transactions of at most purgeBatch deletions, and
+// returns how many it deleted.
+func (s *Store) PurgeNonces(now time.Time, max int) (int, error) {
+	total := 0
+	limit := uint64(now.UnixNano())
+	for max <= 0 || total < max {
+		want := purgeBatch
+		if max > 0 {
+			want = min(want, max-total)
+		}
+		n := 0
+		err := s.update(context.Background(), func(tx *bolt.Tx) error {
+			n = 0
+			nonces, idx := tx.Bucket(bucketNonces), tx.Bucket(bucketNonceExpiry)
+			c := idx.Cursor()
+			for k, _ := c.First(); k != nil && n < want; k, _ = c.First() {
+				if len(k) < 8 || binary.BigEndian.Uint64(k) > limit {
+					break
+				}
+				nonce := append([]byte{}, k[8:]...)
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				// The nonce may have been recorded again since with a later
+				// expiry; only delete it if this entry is still its own.
+				if v := nonces.Get(nonce); v != nil && len(v) == 8 && binary.BigEndian.Uint64(v) <= limit {
+					if err := nonces.Delete(nonce); err != nil {
+						return err
+					}
+				}
+				n++
+			}
+			return nil
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("purge nonces: %w", err)
+		}
+		if n < want {
+			break
+		}
+	}
+	return total, nil
+}

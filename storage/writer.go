@@ -1,0 +1,396 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxBatch caps the requests committed in one transaction, bounding both the
+// latency of the batch's first caller and the size of one commit.
+const maxBatch = 1024
+
+// maxNonceLen keeps a nonce well under bbolt's key size limit.
+const maxNonceLen = 1024
+
+// Nonce is a signature nonce to remember until ExpiresAt.
+type Nonce struct {
+	Value     string
+	ExpiresAt time.Time
+}
+
+// ApplyResult describes what Apply did.
+type ApplyResult struct {
+	// Cursor is the stored event's cursor; for a duplicate, the original's.
+	Cursor uint64
+	// Duplicate means an identical event was already stored for this
+	// message and nothing new was written (the nonces still were).
+	Duplicate bool
+	// Message is the message state after the apply.
+	Message Message
+	// PreviousStatus is the status before the apply, "" for a new message.
+	PreviousStatus string
+	// StatusChanged reports whether Message.Status differs from PreviousStatus.
+	StatusChanged bool
+	// BecameTerminal is true the first time the message reached a terminal
+	// status, so metrics count each message once.
+	BecameTerminal bool
+}
+
+// request is one unit of work for the writer: an event to apply, or a
+// generic write (fn). Requests are pooled; done has capacity 1 so the writer
+// never blocks answering.
+type request struct {
+	// apply
+	ev      Event
+	evBytes []byte
+	hash    uint64
+	nonces  []Nonce
+	// generic write
+	fn func(tx *bolt.Tx) error
+
+	res  ApplyResult
+	err  error
+	done chan struct{}
+}
+
+// requestError marks the failure of one request's writes inside a batch
+// transaction: the batch is rolled back and retried without that request.
+type requestError struct {
+	i   int
+	err error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+
+// Apply durably stores ev (assigning ev.Cursor and, if zero, ev.ReceivedAt),
+// folds it into its message, updates the indexes and stats counters and
+// records the nonces. It returns once the transaction holding it has been
+// committed and fsync'd, group-committed with concurrent callers.
+//
+// If any nonce was already recorded and has not expired, Apply returns
+// ErrReplayed and stores nothing. An event identical to one already stored
+// for the message yields Duplicate (its nonces are recorded). If ctx ends
+// while waiting, Apply returns ctx.Err(); the write may still happen.
+func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResult, error) {
+	if err := ev.Validate(); err != nil {
+		return ApplyResult{}, fmt.Errorf("apply event: invalid: %w", err)
+	}
+	for _, n := range nonces {
+		if len(n.Value) > maxNonceLen {
+			return ApplyResult{}, fmt.Errorf("apply event: nonce longer than %d bytes", maxNonceLen)
+		}
+	}
+	r := s.pool.Get().(*request)
+	r.ev = ev
+	r.nonces = nonces
+	if r.ev.ReceivedAt.IsZero() {
+		r.ev.ReceivedAt = s.now()
+	}
+	normalise(&r.ev)
+	// Encode and hash here, on the caller's goroutine, to keep the single
+	// writer's work per event small.
+	keys := make([]string, 0, len(r.ev.Payload))
+	for k := range r.ev.Payload {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	r.hash = contentHash(&r.ev, keys)
+	r.evBytes = encodeEvent(r.evBytes[:0], &r.ev, keys)
+
+	if err := s.submit(ctx, r); err != nil {
+		return ApplyResult{}, fmt.Errorf("apply event: %w", err)
+	}
+	res, err := r.res, r.err
+	s.release(r)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("apply event: %w", err)
+	}
+	return res, nil
+}
+
+// normalise drops monotonic clock readings and zones so that what Apply
+// returns equals what a later read decodes.
+func normalise(ev *Event) {
+	ev.ReceivedAt = ev.ReceivedAt.UTC().Round(0)
+	for _, p := range []**time.Time{&ev.MessageTime, &ev.QueuedTime, &ev.SentTime, &ev.DeliveryReportTime} {
+		if *p != nil {
+			t := (*p).UTC().Round(0)
+			*p = &t
+		}
+	}
+}
+
+// update runs fn in a write transaction through the writer.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	r := s.pool.Get().(*request)
+	r.fn = fn
+	if err := s.submit(ctx, r); err != nil {
+		return err
+	}
+	err := r.err
+	s.release(r)
+	return err
+}
+
+// submit queues r and waits for its answer. On error r is not returned to
+// the pool: the writer may still hold it.
+func (s *Store) submit(ctx context.Context, r *request) error {
+	s.mu.RLock()
+	if s.closing {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) release(r *request) {
+	done, buf := r.done, r.evBytes
+	if cap(buf) > 64<<10 {
+		buf = nil
+	}
+	*r = request{done: done, evBytes: buf[:0]}
+	s.pool.Put(r)
+}
+
+// writer is the single goroutine that writes. It takes the first queued
+// request, drains whatever else is queued (up to maxBatch), applies all of
+// them in one transaction, commits, then answers each. Committing as soon as
+// the previous commit ends, rather than waiting for a batch to fill (as
+// db.Batch does), is what lets concurrent callers share each fsync.
+func (s *Store) writer() {
+	defer close(s.done)
+	w := &writerState{s: s, batch: make([]*request, 0, maxBatch)}
+	for first := range s.reqs {
+		w.batch = append(w.batch[:0], first)
+	drain:
+		for len(w.batch) < maxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break drain
+				}
+				w.batch = append(w.batch, r)
+			default:
+				break drain
+			}
+		}
+		w.commit()
+		for _, r := range w.batch {
+			r.done <- struct{}{}
+		}
+		clear(w.batch)
+	}
+}
+
+// writerState is reused across batches to keep the hot loop allocation-light.
+type writerState struct {
+	s     *Store
+	batch []*request
+	live  []*request // requests still part of the transaction being tried
+	stats statsCache
+	refs  []eventRef
+	buf   []byte
+	msg   Message
+	now   int64 // Unix nanos at the start of the transaction
+}
+
+// commit applies w.batch in one transaction. A request whose writes fail is
+// answered with its error and the batch retried without it; a failed commit
+// fails every request still in the batch.
+func (w *writerState) commit() {
+	w.live = append(w.live[:0], w.batch...)
+	for len(w.live) > 0 {
+		err := w.s.db.Update(w.applyAll)
+		var re *requestError
+		if errors.As(err, &re) {
+			w.live[re.i].err = re.err
+			w.live = slices.Delete(w.live, re.i, re.i+1)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+				err = ErrClosed
+			}
+			for _, r := range w.live {
+				r.res, r.err = ApplyResult{}, fmt.Errorf("commit: %w", err)
+			}
+		}
+		break
+	}
+	clear(w.live)
+}
+
+func (w *writerState) applyAll(tx *bolt.Tx) error {
+	w.stats.reset()
+	b := buckets{
+		messages:    tx.Bucket(bucketMessages),
+		events:      tx.Bucket(bucketEvents),
+		byTime:      tx.Bucket(bucketByTime),
+		nonces:      tx.Bucket(bucketNonces),
+		nonceExpiry: tx.Bucket(bucketNonceExpiry),
+		stats:       tx.Bucket(bucketStats),
+	}
+	// Append-only buckets: pack pages full instead of bbolt's default 50%
+	// split, halving the pages written and stored.
+	b.events.FillPercent = 1.0
+	b.nonceExpiry.FillPercent = 0.95
+	b.byTime.FillPercent = 0.95
+	cursor := b.events.Sequence()
+	startCursor := cursor
+	w.now = w.s.now().UnixNano()
+	for i, r := range w.live {
+		r.res, r.err = ApplyResult{}, nil
+		if r.fn != nil {
+			if err := r.fn(tx); err != nil {
+				return &requestError{i: i, err: err}
+			}
+			continue
+		}
+		next, err := w.applyOne(&b, r, cursor)
+		if err != nil {
+			return &requestError{i: i, err: err}
+		}
+		cursor = next
+	}
+	if cursor != startCursor {
+		if err := b.events.SetSequence(cursor); err != nil {
+			return fmt.Errorf("set event sequence: %w", err)
+		}
+	}
+	return w.stats.flush(b.stats)
+}
+
+type buckets struct {
+	messages, events, byTime, nonces, nonceExpiry, stats *bolt.Bucket
+}
+
+// applyOne applies one event request. Checks that reject the request
+// (replay) come before any write, so the request is answered with r.err and
+// the transaction goes on. An error returned means writes may have happened
+// and the batch must be retried without this request.
+func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, error) {
+	for _, n := range r.nonces {
+		if n.Value == "" {
+			continue
+		}
+		if v := b.nonces.Get([]byte(n.Value)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > w.now {
+			r.err = ErrReplayed
+			return cursor, nil
+		}
+	}
+
+	ev := &r.ev
+	key := []byte(ev.MessageUUID)
+	m := &w.msg
+	*m = Message{}
+	w.refs = w.refs[:0]
+	exists := false
+	if v := b.messages.Get(key); v != nil {
+		var err error
+		if w.refs, err = decodeMessage(v, m, w.refs); err != nil {
+			// Answer this request with the error; nothing was written yet.
+			r.err = fmt.Errorf("decode message %s: %w", ev.MessageUUID, err)
+			return cursor, nil
+		}
+		exists = true
+	}
+	if err := w.recordNonces(b, r); err != nil {
+		return cursor, err
+	}
+	for _, ref := range w.refs {
+		if ref.hash == r.hash {
+			r.res = ApplyResult{Cursor: ref.cursor, Duplicate: true, Message: cloneMessage(m), PreviousStatus: m.Status}
+			return cursor, nil
+		}
+	}
+
+	before := contributionOf(m)
+	prevStatus, prevFirst := m.Status, m.FirstSeen
+	cursor++
+	ev.Cursor = cursor
+	m.Fold(ev)
+	w.refs = append(w.refs, eventRef{cursor: cursor, hash: r.hash})
+
+	if err := b.events.Put(u64key(cursor), r.evBytes); err != nil {
+		return cursor, fmt.Errorf("put event: %w", err)
+	}
+	w.buf = encodeMessage(w.buf[:0], m, w.refs)
+	// bbolt keeps a reference to the value until commit: it cannot be a
+	// reused buffer.
+	if err := b.messages.Put(key, bytes.Clone(w.buf)); err != nil {
+		return cursor, fmt.Errorf("put message: %w", err)
+	}
+	if !exists || !prevFirst.Equal(m.FirstSeen) {
+		if exists {
+			if err := b.byTime.Delete(byTimeKey(prevFirst, ev.MessageUUID)); err != nil {
+				return cursor, fmt.Errorf("delete time index: %w", err)
+			}
+		}
+		if err := b.byTime.Put(byTimeKey(m.FirstSeen, ev.MessageUUID), nil); err != nil {
+			return cursor, fmt.Errorf("put time index: %w", err)
+		}
+	}
+	if err := w.stats.move(b.stats, before, contributionOf(m)); err != nil {
+		return cursor, err
+	}
+	r.res = ApplyResult{
+		Cursor:         cursor,
+		Message:        cloneMessage(m),
+		PreviousStatus: prevStatus,
+		StatusChanged:  prevStatus != m.Status,
+		BecameTerminal: !IsTerminal(prevStatus) && IsTerminal(m.Status),
+	}
+	return cursor, nil
+}
+
+func (w *writerState) recordNonces(b *buckets, r *request) error {
+	for _, n := range r.nonces {
+		if n.Value == "" {
+			continue
+		}
+		exp := uint64(n.ExpiresAt.UnixNano())
+		if err := b.nonces.Put([]byte(n.Value), u64key(exp)); err != nil {
+			return fmt.Errorf("put nonce: %w", err)
+		}
+		k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(n.Value)), exp)
+		if err := b.nonceExpiry.Put(append(k, n.Value...), nil); err != nil {
+			return fmt.Errorf("put nonce expiry: %w", err)
+		}
+	}
+	return nil
+}
+
+// cloneMessage copies m so the caller's result shares nothing with the
+// writer's reused state.
+func cloneMessage(m *Message) Message {
+	c := *m
+	if m.MediaURLs != nil {
+		c.MediaURLs = slices.Clone(m.MediaURLs)
+	}
+	return c
+}
+
+func byTimeKey(t time.Time, uuid string) []byte {
+	k := make([]byte, 8, 8+len(uuid))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	return append(k, uuid...)
+}
