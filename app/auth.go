@@ -1,0 +1,35 @@
+package app
+
+import (
+	"crypto/subtle"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// requireAuth lets a request through when it carries a configured API token
+// (Authorization: Bearer TOKEN). Everything under /api goes through it.
+func (s *Server) requireAuth(c *fiber.Ctx) error {
+	if s.validBearer(c.Get(fiber.HeaderAuthorization)) {
+		c.Locals(localsPrincipal, "token")
+		return c.Next()
+	}
+	return &HTTPError{Code: fiber.StatusUnauthorized, Message: "authentication required"}
+}
+
+// localsPrincipal is the Fiber locals key naming who made the request.
+const localsPrincipal = "principal"
+
+// validBearer reports whether header is "Bearer T" for a configured token T.
+// Every token is compared in constant time, so timing tells nothing.
+func (s *Server) validBearer(header string) bool {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return false
+	}
+	match := 0
+	for _, t := range s.apiTokens {
+		match |= subtle.ConstantTimeCompare([]byte(token), t)
+	}
+	return match == 1
+}

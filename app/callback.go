@@ -1,0 +1,128 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"plivo-dlr/storage"
+)
+
+// applyTimeout bounds how long a callback waits for its commit. Plivo gives
+// up after 8 s and retries; answering 503 before that is better than a
+// timeout, and dedupe absorbs the retry if the commit did land.
+const applyTimeout = 6 * time.Second
+
+// handleCallback receives one Plivo delivery-status callback: signature
+// first, then parsing, then a durable commit, and only then 200.
+func (s *Server) handleCallback(c *fiber.Ctx) error {
+	start := time.Now()
+	result, err := s.ingestCallback(c)
+	s.metrics.callbacks.WithLabelValues(result).Inc()
+	s.metrics.callbackDuration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return err
+	}
+	return c.SendString("OK")
+}
+
+// ingestCallback does the work of handleCallback and returns the result label.
+func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
+	body := c.Body()
+	if len(body) > MaxCallbackBody {
+		return resultMalformed, &HTTPError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
+	}
+	method := c.Method()
+	rawQuery := string(c.Request().URI().QueryString())
+	// The parameters are needed for the V3 check; a body that does not parse
+	// can still carry a valid V2 signature, so its error waits until after
+	// the signature verdict.
+	params, paramsErr := CallbackParams(method, c.Get(fiber.HeaderContentType), body, rawQuery)
+
+	req := SignedRequest{
+		Method: method,
+		// Signatures cover the URL Plivo was given, which is our public URL:
+		// never the Host header, which differs behind NAT, tunnels or proxies.
+		URL: s.publicURL + string(c.Request().URI().PathOriginal()),
+		Headers: SignatureHeaders{
+			V2:      c.Get("X-Plivo-Signature-V2"),
+			MaV2:    c.Get("X-Plivo-Signature-Ma-V2"),
+			V2Nonce: c.Get("X-Plivo-Signature-V2-Nonce"),
+			V3:      c.Get("X-Plivo-Signature-V3"),
+			MaV3:    c.Get("X-Plivo-Signature-Ma-V3"),
+			V3Nonce: c.Get("X-Plivo-Signature-V3-Nonce"),
+		},
+	}
+	if rawQuery != "" {
+		req.URL += "?" + rawQuery
+	}
+	if method == fiber.MethodPost && paramsErr == nil {
+		req.Params = params
+	}
+	verification, err := s.verifier.Verify(req)
+	if err != nil {
+		s.rejectSignature(c, req, err)
+		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+	}
+	if paramsErr != nil {
+		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
+	}
+	ev, err := ParseCallback(params)
+	if err != nil {
+		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+	}
+
+	now := s.now()
+	ev.ReceivedAt = now.UTC()
+	nonces := make([]storage.Nonce, 0, len(verification.Nonces))
+	for _, n := range verification.Nonces {
+		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	defer cancel()
+	res, err := s.store.Apply(ctx, ev, nonces...)
+	switch {
+	case errors.Is(err, storage.ErrReplayed):
+		s.log.Warn("callback rejected: nonce replayed", "message_uuid", ev.MessageUUID, "remote_addr", c.IP())
+		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+	case err != nil:
+		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
+		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+	}
+	ev.Cursor = res.Cursor
+	for _, n := range s.notifiers {
+		n.Notify(ev, res)
+	}
+	if res.Duplicate {
+		return resultDuplicate, nil
+	}
+	return resultStored, nil
+}
+
+// rejectSignature logs a failed signature check with what the operator needs
+// to fix it: which header set was checked and, when a variant of the URL
+// would have matched, which one. Tokens and bodies are never logged.
+func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
+	headerSet := "none"
+	switch {
+	case req.Headers.V3 != "" || req.Headers.MaV3 != "":
+		headerSet = "v3"
+	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
+		headerSet = "v2"
+	}
+	cause := "token_or_forgery"
+	hint := ""
+	if errors.Is(err, ErrMissingSignature) {
+		cause = "missing"
+	} else if hint = s.verifier.Diagnose(req, string(c.Request().Host())); hint != "" {
+		cause = "url_mismatch"
+	}
+	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
+	attrs := []any{"header_set", headerSet, "cause", cause, "url", req.URL, "remote_addr", c.IP(), "err", err}
+	if hint != "" {
+		attrs = append(attrs, "hint", hint)
+	}
+	s.log.Warn("callback rejected: bad signature", attrs...)
+}

@@ -1,0 +1,190 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"plivo-dlr/storage"
+)
+
+// Options are what NewServer needs. Store and Config are required.
+type Options struct {
+	Config Config
+	Store  *storage.Store
+	Logger *slog.Logger
+	// UI is the dashboard's static files (ui.FS); nil serves no dashboard.
+	UI fs.FS
+	// Registry receives the metrics; nil creates a private registry.
+	Registry *prometheus.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
+type Server struct {
+	cfg       Config
+	store     *storage.Store
+	log       *slog.Logger
+	now       func() time.Time
+	verifier  *SignatureVerifier
+	publicURL string
+	apiTokens [][]byte
+	metrics   *Metrics
+	registry  *prometheus.Registry
+	ui        fs.FS
+	// notifiers hear about every stored event after its commit (the WebSocket
+	// hub, metrics); they must not block.
+	notifiers []Notifier
+
+	fiber *fiber.App
+}
+
+// Notifier is told about each event after it is durably stored.
+type Notifier interface {
+	Notify(ev storage.Event, res storage.ApplyResult)
+}
+
+// NewServer builds the server and registers every route.
+func NewServer(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("new server: no store")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{
+		cfg:       opts.Config,
+		store:     opts.Store,
+		log:       opts.Logger,
+		now:       opts.Now,
+		verifier:  NewSignatureVerifier(opts.Config.AuthTokens()...),
+		publicURL: opts.Config.EffectivePublicURL(),
+		registry:  opts.Registry,
+		ui:        opts.UI,
+	}
+	for _, t := range opts.Config.Dashboard.APITokens {
+		s.apiTokens = append(s.apiTokens, []byte(t))
+	}
+	s.metrics = NewMetrics(opts.Registry)
+
+	s.fiber = fiber.New(fiber.Config{
+		AppName:               "plivo-dlr",
+		DisableStartupMessage: true,
+		ErrorHandler:          s.handleError,
+		// The largest legitimate request is a send with a long text and a few
+		// media URLs; callbacks are limited further in their handler.
+		BodyLimit:      1 << 20,
+		ReadTimeout:    30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		ReadBufferSize: 8 << 10,
+	})
+	s.routes()
+	return s, nil
+}
+
+// routes registers every route in one place.
+func (s *Server) routes() {
+	app := s.fiber
+	app.Get("/healthz", s.handleHealthz)
+	app.Get("/readyz", s.handleReadyz)
+
+	cb := s.cfg.Plivo.CallbackPath
+	app.Post(cb, s.handleCallback)
+	app.Get(cb, s.handleCallback)
+
+	api := app.Group("/api", s.requireAuth)
+	api.Get("/messages", s.handleListMessages)
+	api.Get("/messages/:uuid", s.handleGetMessage)
+}
+
+// AddNotifier registers n to hear about stored events. Call before Serve.
+func (s *Server) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
+
+// Metrics returns the server's collectors.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// App exposes the Fiber app so main can mount extra routes in tests.
+func (s *Server) App() *fiber.App { return s.fiber }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests
+// (callbacks being committed among them) until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.fiber.ShutdownWithContext(ctx); err != nil {
+		return fmt.Errorf("shutdown http: %w", err)
+	}
+	return nil
+}
+
+// handleHealthz answers liveness: the process is up.
+func (s *Server) handleHealthz(c *fiber.Ctx) error {
+	return c.SendString("ok")
+}
+
+// handleReadyz answers readiness: storage can commit.
+func (s *Server) handleReadyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage not writable"}
+	}
+	return c.SendString("ready")
+}
+
+// HTTPError is an error with a status code and a message safe to show the caller.
+type HTTPError struct {
+	Code    int
+	Message string
+	Err     error // optional cause, logged but never shown
+}
+
+func (e *HTTPError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%d %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%d %s", e.Code, e.Message)
+}
+
+func (e *HTTPError) Unwrap() error { return e.Err }
+
+// handleError maps a handler's error to a status and {"error": reason}.
+// Only unexpected errors (5xx) are logged here; expected rejections are
+// logged and counted by their handlers.
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	code, msg := fiber.StatusInternalServerError, "internal error"
+	var he *HTTPError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &he):
+		code, msg = he.Code, he.Message
+	case errors.As(err, &fe):
+		code, msg = fe.Code, fe.Message
+	}
+	if code >= 500 {
+		s.log.Error("request failed", "method", c.Method(), "path", c.Route().Path, "status", code, "err", err)
+	}
+	return c.Status(code).JSON(fiber.Map{"error": msg})
+}

@@ -1,0 +1,258 @@
+// Command plivo-dlr receives, verifies and durably stores Plivo delivery-status
+// callbacks, and serves them through an API, a live dashboard and metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"plivo-dlr/app"
+	"plivo-dlr/storage"
+	"plivo-dlr/ui"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// exitUsage is the exit code for bad flags or configuration.
+const exitUsage = 2
+
+// usageError marks errors caused by the command line or configuration.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+const usage = `usage: plivo-dlr <command> [flags]
+
+commands:
+  serve [-config FILE] [--sandbox]   run the server
+  check-config -config FILE          validate a config file and print it, secrets masked
+  hash-password                      read a password on stdin, print its bcrypt hash
+  version                            print the version
+`
+
+// run is the whole program behind main, so tests can drive the CLI.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		err = cmdServe(ctx, rest, stdout, stderr, getenv)
+	case "check-config":
+		err = cmdCheckConfig(rest, stdout, stderr, getenv)
+	case "hash-password":
+		err = cmdHashPassword(stdin, stdout)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "plivo-dlr", buildVersion())
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = usageError{fmt.Errorf("unknown command %q (try plivo-dlr help)", cmd)}
+	}
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "plivo-dlr:", err)
+	var ue usageError
+	var ce *app.ConfigError
+	if errors.As(err, &ue) || errors.As(err, &ce) {
+		return exitUsage
+	}
+	return 1
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlagSet("check-config", stderr)
+	path := fs.String("config", "", "config file (TOML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := app.LoadConfig(*path, getenv)
+	if err != nil {
+		return err
+	}
+	out, err := cfg.Masked()
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, out)
+	return nil
+}
+
+func cmdHashPassword(stdin io.Reader, stdout io.Writer) error {
+	b, err := io.ReadAll(io.LimitReader(stdin, 1024))
+	if err != nil {
+		return fmt.Errorf("read password: %w", err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	if len(pw) < 8 {
+		return usageError{errors.New("hash-password: password must be at least 8 characters")}
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("hash password: %w", err)
+	}
+	fmt.Fprintln(stdout, string(h))
+	return nil
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlagSet("serve", stderr)
+	path := fs.String("config", "", "config file (TOML); without one, defaults serve HTTP on 127.0.0.1:8080 with data in ./data")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := app.LoadConfig(*path, getenv)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
+
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	store, err := storage.Open(filepath.Join(cfg.Server.DataDir, "plivo-dlr.db"), storage.Options{})
+	if err != nil {
+		return fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("close store", "err", err)
+		}
+	}()
+
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS})
+	if err != nil {
+		return err
+	}
+	// Listen before serving so a busy port fails at once with a clear error.
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
+	}
+	logger.Info("plivo-dlr started", "version", buildVersion(), "addr", ln.Addr().String(),
+		"callback_url", cfg.CallbackURL(), "data_dir", cfg.Server.DataDir)
+	if len(cfg.AuthTokens()) == 0 {
+		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned")
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go purgeNonces(ctx, store, logger)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	select {
+	case err = <-serveErr:
+		// A listener failure also starts shutdown.
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	}
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
+	defer stop()
+	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// purgeNonces deletes expired nonces every minute in bounded batches until
+// ctx ends.
+func purgeNonces(ctx context.Context, store *storage.Store, logger *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for {
+				n, err := store.PurgeNonces(now, 10_000)
+				if err != nil {
+					logger.Warn("purge nonces", "err", err)
+					break
+				}
+				if n < 10_000 {
+					break
+				}
+			}
+		}
+	}
+}
+
+// newLogger builds the process logger. Under systemd (JOURNAL_STREAM set)
+// the time is dropped: journald stamps every line already.
+func newLogger(cfg app.LogConfig, w io.Writer, underSystemd bool) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if underSystemd {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// buildVersion is the -ldflags version, or the VCS revision Go recorded.
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return version
+}
