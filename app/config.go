@@ -155,6 +155,9 @@ func ParseConfig(r io.Reader) (Config, error) {
 			row, col := de.Position()
 			key := strings.Join(de.Key(), ".")
 			if key == "" {
+				key = keyAtLine(data, row)
+			}
+			if key == "" {
 				key = fmt.Sprintf("line %d column %d", row, col)
 			}
 			return cfg, &ConfigError{Key: key, Problem: strings.TrimPrefix(de.Error(), "toml: ")}
@@ -165,6 +168,31 @@ func ParseConfig(r io.Reader) (Config, error) {
 		cfg.Server.Listen = ":443"
 	}
 	return cfg, nil
+}
+
+// keyAtLine names the "section.key" assigned on line row (1-based) of a TOML
+// document, so type errors name the key like every other config error.
+func keyAtLine(data []byte, row int) string {
+	section := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = strings.Trim(line, "[] ")
+		}
+		if i+1 != row {
+			continue
+		}
+		key, _, ok := strings.Cut(line, "=")
+		if !ok {
+			return ""
+		}
+		key = strings.Trim(strings.TrimSpace(key), `"'`)
+		if section == "" {
+			return key
+		}
+		return section + "." + key
+	}
+	return ""
 }
 
 // listenSet reports whether the TOML document sets server.listen.
