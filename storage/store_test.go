@@ -218,8 +218,8 @@ func TestApplyPrecedence(t *testing.T) {
 func TestApplyResultFlags(t *testing.T) {
 	s := mustOpenStore(t)
 	tests := []struct {
-		status                        string
-		wantPrev                      string
+		status                       string
+		wantPrev                     string
 		wantChanged, wantBecameFinal bool
 	}{
 		{StatusQueued, "", true, false},
