@@ -1,0 +1,155 @@
+package app
+
+import (
+	"crypto/hmac"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Header layouts the signature fuzzer puts its signature and nonce in.
+const (
+	fuzzV2 = iota
+	fuzzMaV2
+	fuzzV3
+	fuzzMaV3
+	fuzzV3AndV2
+	fuzzLayouts
+)
+
+func fuzzHeaders(layout uint8, sig, nonce string) SignatureHeaders {
+	switch layout % fuzzLayouts {
+	case fuzzV2:
+		return SignatureHeaders{V2: sig, V2Nonce: nonce}
+	case fuzzMaV2:
+		return SignatureHeaders{MaV2: sig, V2Nonce: nonce}
+	case fuzzV3:
+		return SignatureHeaders{V3: sig, V3Nonce: nonce}
+	case fuzzMaV3:
+		return SignatureHeaders{MaV3: sig, V3Nonce: nonce}
+	default:
+		return SignatureHeaders{V3: sig, V3Nonce: nonce, V2: sig, V2Nonce: nonce + "2"}
+	}
+}
+
+// FuzzVerifySignature checks that Verify never panics and accepts a request
+// only when a signature it carries equals one computed by our own compute
+// functions with a configured token: plivo-go's string, or the trailing-dot
+// variant for V3.
+func FuzzVerifySignature(f *testing.F) {
+	vectors := loadSignatureVectors(f)
+	seen := map[string]bool{}
+	var tokens []string
+	for _, v := range vectors {
+		if !seen[v.AuthToken] {
+			seen[v.AuthToken] = true
+			tokens = append(tokens, v.AuthToken)
+		}
+		layout := uint8(fuzzV2)
+		if v.Version == "v3" {
+			layout = fuzzV3
+		}
+		body := vectorValues(v.Params).Encode()
+		f.Add(v.Method, v.URL, v.Nonce, v.ExpectedSignature, body, layout)
+		f.Add(v.Method, v.URL, v.Nonce, v.ExpectedSignature+","+tamperSignature(v.ExpectedSignature), body, layout+1)
+		f.Add(v.Method, v.URL+"x", v.Nonce, v.ExpectedSignature, body, uint8(fuzzV3AndV2))
+	}
+	verifier := NewSignatureVerifier(tokens...)
+
+	f.Fuzz(func(t *testing.T, method, rawURL, nonce, sig, body string, layout uint8) {
+		params, _ := url.ParseQuery(body)
+		r := SignedRequest{Method: method, URL: rawURL, Params: params, Headers: fuzzHeaders(layout, sig, nonce)}
+		got, err := verifier.Verify(r)
+		if err != nil {
+			if errors.Is(err, ErrBadSignature) || errors.Is(err, ErrMissingSignature) {
+				return
+			}
+			if _, perr := url.Parse(rawURL); perr == nil {
+				t.Fatalf("error %v is neither a signature error nor a URL error", err)
+			}
+			return
+		}
+		h := trimHeaders(r.Headers)
+		hasV3 := h.V3 != "" || h.MaV3 != "" || h.V3Nonce != ""
+		if hasV3 != (got.Scheme == SchemeV3) {
+			t.Fatalf("scheme %s accepted with V3 headers present=%v", got.Scheme, hasV3)
+		}
+		var provided []string
+		var usedNonce string
+		if got.Scheme == SchemeV3 {
+			provided, usedNonce = splitSignatures(h.V3, h.MaV3), h.V3Nonce
+		} else {
+			provided, usedNonce = splitSignatures(h.V2, h.MaV2), h.V2Nonce
+		}
+		if usedNonce == "" || len(got.Nonces) == 0 || got.Nonces[0] != usedNonce {
+			t.Fatalf("accepted with nonce %q, verification %+v", usedNonce, got)
+		}
+		u, _ := url.Parse(rawURL)
+		for _, tok := range tokens {
+			var computed []string
+			if got.Scheme == SchemeV3 {
+				s, err := ComputeSignatureV3(tok, method, rawURL, usedNonce, params)
+				if err != nil {
+					t.Fatal(err)
+				}
+				computed = append(computed, s, hmacBase64([]byte(tok), signedStringV3(u, method, params, usedNonce, true)))
+			} else {
+				s, err := ComputeSignatureV2(tok, rawURL, usedNonce)
+				if err != nil {
+					t.Fatal(err)
+				}
+				computed = append(computed, s)
+			}
+			for _, c := range computed {
+				for _, p := range provided {
+					if hmac.Equal([]byte(c), []byte(p)) {
+						return
+					}
+				}
+			}
+		}
+		t.Fatalf("accepted %+v although no provided signature %q equals a computed one", r, provided)
+	})
+}
+
+// FuzzParseCallback checks that payload parsing never panics, fails only
+// with ErrMalformed or ErrBodyTooLarge, and yields valid events.
+func FuzzParseCallback(f *testing.F) {
+	for _, c := range loadCallbackFixtures(f) {
+		f.Add("POST", c.ContentType, c.Body, "tenant=acme")
+		f.Add("GET", "", "", c.Body)
+	}
+	f.Add("POST", "application/json", `{"MessageUUID":"u1","Status":"delivered","Sequence":3,"Units":1.5,"X":null}`, "")
+	f.Add("POST", "application/json; charset=utf-8", `{"MessageUUID":"u1","Status":{"a":1}}`, "")
+	f.Add("POST", "text/plain", "MessageUUID=u&Status=sent", "")
+	f.Add("POST", "", "MessageUUID=u&Status=sent&Sequence=-1&SentTime=2024-05-01+10:00:00", "")
+
+	f.Fuzz(func(t *testing.T, method, contentType, body, rawQuery string) {
+		params, err := CallbackParams(method, contentType, []byte(body), rawQuery)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrBodyTooLarge) {
+				t.Fatalf("CallbackParams error %v wraps neither ErrMalformed nor ErrBodyTooLarge", err)
+			}
+			return
+		}
+		ev, err := ParseCallback(params)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("ParseCallback error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		if err := ev.Validate(); err != nil {
+			t.Fatalf("accepted event fails Validate: %v (%+v)", err, ev)
+		}
+		if ev.MessageUUID != strings.TrimSpace(params.Get("MessageUUID")) || ev.Source != "callback" || ev.Sequence < 0 {
+			t.Fatalf("accepted event %+v does not match params %v", ev, params)
+		}
+		for k := range params {
+			if ev.Payload[k] != params.Get(k) {
+				t.Fatalf("payload[%q] = %q, want %q", k, ev.Payload[k], params.Get(k))
+			}
+		}
+	})
+}
