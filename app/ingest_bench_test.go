@@ -1,0 +1,179 @@
+package app
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+
+	"plivo-dlr/storage"
+)
+
+const benchToken = "MzY2ZjQxZTg5NjFiY2I2NWE1OTJkNWFlNzBiZjE4"
+
+// startBenchServer runs a real Server with a real fsync'ing store on loopback.
+func startBenchServer(b *testing.B, mutate func(*Config)) (addr string, cfg Config) {
+	b.Helper()
+	store, err := storage.Open(filepath.Join(b.TempDir(), "bench.db"), storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg = DefaultConfig()
+	cfg.Server.PublicURL = "https://hooks.example.com"
+	cfg.Plivo.AuthID = "MABENCH"
+	cfg.Plivo.AuthToken = benchToken
+	cfg.Reconcile.Enabled = false
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := NewServer(Options{Config: cfg, Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(func() {
+		_ = srv.Shutdown(b.Context())
+		_ = store.Close()
+	})
+	return ln.Addr().String(), cfg
+}
+
+// startBareServer runs a Fiber app that only parses the form and answers 200:
+// the framework's own cost, for the ratio.
+func startBareServer(b *testing.B) string {
+	b.Helper()
+	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Post("/plivo/callback", func(c *fiber.Ctx) error {
+		if _, err := url.ParseQuery(string(c.Body())); err != nil {
+			return fiber.ErrBadRequest
+		}
+		return c.SendString("OK")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = app.Listener(ln) }()
+	b.Cleanup(func() { _ = app.Shutdown() })
+	return ln.Addr().String()
+}
+
+// loadResult is what one load run measured.
+type loadResult struct {
+	perSecond float64
+	p50, p99  time.Duration
+	non200    int64
+}
+
+// runLoad sends total signed form callbacks from clients keep-alive
+// connections; each message gets queued, sent, delivered in order, each
+// callback with a unique nonce.
+func runLoad(b *testing.B, addr string, clients, total int, runID string) loadResult {
+	b.Helper()
+	hc := &fasthttp.HostClient{Addr: addr, MaxConns: clients, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	callbackURL := "https://hooks.example.com/plivo/callback"
+	latencies := make([]time.Duration, total)
+	var next atomic.Int64
+	var non200 atomic.Int64
+	statuses := [3]string{"queued", "sent", "delivered"}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for msg := 0; ; msg++ {
+				uuid := fmt.Sprintf("%s-%04d-4000-8000-%012d", runID, w, msg)
+				for i, status := range statuses {
+					n := next.Add(1) - 1
+					if n >= int64(total) {
+						return
+					}
+					nonce := fmt.Sprintf("%s%016d", runID, n)
+					sig, _ := ComputeSignatureV2(benchToken, callbackURL, nonce)
+					form := url.Values{
+						"MessageUUID": {uuid}, "Status": {status}, "Sequence": {fmt.Sprint(i + 1)},
+						"To": {"447700900123"}, "From": {"14155550100"}, "Type": {"sms"},
+						"Units": {"1"}, "TotalRate": {"0.00450"}, "TotalAmount": {"0.00450"},
+						"MCC": {"234"}, "MNC": {"10"}, "ParentMessageUUID": {uuid},
+						"MessageTime": {"2024-05-01 10:00:00.123456"}, "QueuedTime": {"2024-05-01 10:00:00.234567"},
+					}
+					if status != "queued" {
+						form.Set("SentTime", "2024-05-01 10:00:01.345678")
+					}
+					if status == "delivered" {
+						form.Set("DeliveryReportTime", "2024-05-01 10:00:04.456789")
+					}
+					req.Reset()
+					req.SetRequestURI("http://" + addr + "/plivo/callback")
+					req.Header.SetMethod(fasthttp.MethodPost)
+					req.Header.SetContentType("application/x-www-form-urlencoded")
+					req.Header.Set(HeaderSignatureV2, sig)
+					req.Header.Set(HeaderSignatureV2Nonce, nonce)
+					req.SetBodyString(form.Encode())
+					t0 := time.Now()
+					err := hc.Do(req, resp)
+					latencies[n] = time.Since(t0)
+					if err != nil || resp.StatusCode() != fasthttp.StatusOK {
+						non200.Add(1)
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	return loadResult{
+		perSecond: float64(total) / elapsed.Seconds(),
+		p50:       latencies[total/2],
+		p99:       latencies[total*99/100],
+		non200:    non200.Load(),
+	}
+}
+
+// BenchmarkIngest measures durable end-to-end ingestion (signed form
+// callbacks over loopback HTTP, fsync on, unique nonces, each message
+// queued/sent/delivered) and, in the same run, the same load against a bare
+// Fiber handler that only parses the form. Run with a fixed count so both
+// loads are large enough to be steady, e.g.
+//
+//	go test -run '^$' -bench BenchmarkIngest -benchtime 60000x ./app
+func BenchmarkIngest(b *testing.B) {
+	for _, clients := range []int{64, 256} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			total := max(b.N, 3*clients)
+			bareAddr := startBareServer(b)
+			addr, _ := startBenchServer(b, nil)
+			runID := fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff)
+			b.ResetTimer()
+			bare := runLoad(b, bareAddr, clients, total, runID)
+			durable := runLoad(b, addr, clients, total, runID)
+			b.StopTimer()
+			if durable.non200 > 0 || bare.non200 > 0 {
+				b.Fatalf("non-200 answers: durable %d, bare %d", durable.non200, bare.non200)
+			}
+			b.ReportMetric(durable.perSecond, "callbacks/s")
+			b.ReportMetric(float64(durable.p50.Microseconds())/1000, "p50_ms")
+			b.ReportMetric(float64(durable.p99.Microseconds())/1000, "p99_ms")
+			b.ReportMetric(bare.perSecond, "bare_callbacks/s")
+			b.ReportMetric(float64(bare.p99.Microseconds())/1000, "bare_p99_ms")
+			b.ReportMetric(bare.perSecond/durable.perSecond, "bare/durable")
+		})
+	}
+}
