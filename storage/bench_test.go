@@ -45,7 +45,7 @@ func benchEvent(msg int, status string, now time.Time) Event {
 func BenchmarkApplyParallel(b *testing.B) {
 	for _, writers := range []int{64, 256} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			s := mustOpenStore(b)
+			s := mustOpenStore(b, Options{NoSync: os.Getenv("BENCH_NOSYNC") == "1"})
 			now := time.Now()
 			var next atomic.Int64
 			var wg sync.WaitGroup

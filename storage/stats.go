@@ -174,8 +174,12 @@ func contributionOf(m *Message) contribution {
 		return contribution{}
 	}
 	c := contribution{ok: true, hour: hourOf(m.FirstSeen), status: m.Status, ttd: -1}
-	if d, ok := m.TimeToDeliver(); ok {
-		c.ttd = ttdBucket(d)
+	// Only delivered messages have a time to deliver: an undelivered one's
+	// DeliveryReportTime is when it failed.
+	if m.Status == StatusDelivered || m.Status == StatusRead {
+		if d, ok := m.TimeToDeliver(); ok {
+			c.ttd = ttdBucket(d)
+		}
 	}
 	if isFailing(m.Status) {
 		c.errCode = m.ErrorCode

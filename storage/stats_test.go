@@ -50,7 +50,7 @@ func TestStats(t *testing.T) {
 	apply("u1", StatusSent, "", 0, 0)
 	apply("u1", StatusUndelivered, "30007", 0, 0)
 	apply("u2", StatusUndelivered, "30007", 0, 0)
-	apply("u3", StatusUndelivered, "30003", 0, 0)
+	apply("u3", StatusUndelivered, "30003", 0, time.Hour) // failure report time: not a time to deliver
 	apply("f1", StatusFailed, "40001", 0, 0)
 	apply("r1", StatusRejected, "", 0, 0)
 	apply("s1", StatusSent, "", 0, 0)

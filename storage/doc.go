@@ -1,0 +1,30 @@
+// Package storage is the bbolt-backed system of record: every delivery
+// report event, the current state of every message, and the indexes and
+// counters the dashboard and API read.
+//
+// # Writes
+//
+// All writes go through one writer goroutine. Apply queues a request and
+// waits; the writer takes the first queued request, drains whatever else is
+// queued (up to maxBatch), applies them in one bbolt transaction, commits
+// with fsync and answers each. A request rejected on its own (replayed
+// nonce) is answered with its error without failing the batch; a failed
+// commit fails the whole batch. Nothing is answered before its commit.
+//
+// # Layout
+//
+//	messages      MessageUUID → message state + event index [(cursor, content hash)…]
+//	events        8-byte BE cursor → event (status, error code, sequence, source, raw payload…)
+//	by_time       8-byte BE FirstSeen Unix nanos + MessageUUID → empty
+//	nonces        nonce → 8-byte BE expiry Unix nanos
+//	nonce_expiry  8-byte BE expiry + nonce → empty (purge order)
+//	stats         8-byte BE hour start (Unix seconds) → counters of messages first seen that hour
+//	meta          schema_version (8-byte BE), last_ping, and keys the app owns
+//
+// The per-message event index lives inside the message record rather than
+// in a bucket of its own: a message has a handful of events, the record is
+// rewritten on every event anyway, and a second random-key bucket would
+// dirty another 4 KiB page per commit. Append-only buckets (events, by_time,
+// nonce_expiry, stats) have time-ordered keys, so commits touch few pages.
+// Values use a compact binary encoding (see encode.go).
+package storage
