@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"plivo-dlr/app"
@@ -163,7 +164,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}()
 
-	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS})
+	reg := prometheus.NewRegistry()
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg})
 	if err != nil {
 		return err
 	}
@@ -182,20 +184,66 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer cancel()
 	go purgeNonces(ctx, store, logger)
 
+	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
+	// ACME challenges and the redirect to HTTPS.
+	var tlsm *app.TLSManager
+	if cfg.TLSEnabled() {
+		if tlsm, err = app.NewTLS(cfg, logger, reg); err != nil {
+			return err
+		}
+		defer tlsm.Close()
+		if ln, err = tlsm.Start(ctx, ln); err != nil {
+			return err
+		}
+	}
+	go reloadOnHangup(ctx, tlsm, logger)
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	sdNotify(getenv, logger, "READY=1")
 	select {
 	case err = <-serveErr:
 		// A listener failure also starts shutdown.
 	case <-ctx.Done():
 		logger.Info("shutting down")
 	}
+	sdNotify(getenv, logger, "STOPPING=1")
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer stop()
 	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
 	}
 	return err
+}
+
+// reloadOnHangup reloads the TLS certificate files on SIGHUP (systemctl
+// reload) until ctx ends. Catching SIGHUP also keeps it from killing us.
+func reloadOnHangup(ctx context.Context, tlsm *app.TLSManager, logger *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if tlsm == nil {
+				logger.Info("SIGHUP received: nothing to reload with tls.mode off")
+				continue
+			}
+			if err := tlsm.Reload(); err != nil {
+				logger.Error("reload tls certificate", "err", err)
+			}
+		}
+	}
+}
+
+// sdNotify tells systemd (Type=notify) about state changes; a failure only
+// costs the notification, so it is logged, not returned.
+func sdNotify(getenv func(string) string, logger *slog.Logger, state string) {
+	if err := app.SDNotify(getenv, state); err != nil {
+		logger.Warn("notify systemd", "state", state, "err", err)
+	}
 }
 
 // purgeNonces deletes expired nonces every minute in bounded batches until

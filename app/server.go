@@ -99,6 +99,9 @@ func NewServer(opts Options) (*Server, error) {
 // routes registers every route in one place.
 func (s *Server) routes() {
 	app := s.fiber
+	if s.cfg.TLSEnabled() {
+		app.Use(hsts)
+	}
 	app.Get("/healthz", s.handleHealthz)
 	app.Get("/readyz", s.handleReadyz)
 
