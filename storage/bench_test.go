@@ -24,9 +24,23 @@ func TestMain(m *testing.M) {
 
 var benchStatuses = [...]string{StatusQueued, StatusSent, StatusDelivered}
 
+// benchUUID returns the UUID of message number msg. Plivo's are version-1
+// UUIDs; messages numbered close together get timestamps 1 ms apart, as if
+// sent at 1,000 messages per second. randomUUIDs gives version-4-like ones
+// in random order instead.
+func benchUUID(msg int, randomUUIDs bool) string {
+	if randomUUIDs {
+		h := uint64(msg+1) * 0x9E3779B97F4A7C15
+		return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", uint32(h>>32), uint16(h>>16), uint16(h)&0xfff, msg&0xfff, msg)
+	}
+	// 100 ns ticks since 1582, starting in 2025.
+	t := uint64(0x1f0000000000000) + uint64(msg)*10_000
+	return fmt.Sprintf("%08x-%04x-1%03x-9c4a-0242ac%06x", uint32(t), uint16(t>>32), uint16(t>>48)&0xfff, msg&0xffffff)
+}
+
 // benchEvent builds a callback shaped like Plivo's (about 16 fields).
-func benchEvent(msg int, status string, now time.Time) Event {
-	uuid := fmt.Sprintf("%08x-1d2e-11ef-9c4a-%012x", uint32(msg*2654435761), msg)
+func benchEvent(msg int, randomUUIDs bool, status string, now time.Time) Event {
+	uuid := benchUUID(msg, randomUUIDs)
 	ts := now.Format("2006-01-02 15:04:05.000000")
 	p := map[string]string{
 		"MessageUUID": uuid, "Status": status, "From": "14155550199", "To": fmt.Sprintf("1415%07d", msg%10000000),
@@ -42,51 +56,74 @@ func benchEvent(msg int, status string, now time.Time) Event {
 	}
 }
 
+// BenchmarkApplyParallel measures durable (fsync'd) events per second with
+// many concurrent callers, each message getting queued, sent and delivered,
+// each event carrying a fresh nonce. The prefilled variants start from a
+// store already holding benchListSize() messages, where new messages' random
+// keys share fewer pages.
 func BenchmarkApplyParallel(b *testing.B) {
-	for _, writers := range []int{64, 256} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			s := mustOpenStore(b, Options{NoSync: os.Getenv("BENCH_NOSYNC") == "1"})
-			now := time.Now()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						i := int(next.Add(1) - 1)
-						if i >= b.N {
-							return
-						}
-						e := benchEvent(i/3, benchStatuses[i%3], now)
-						nonce := Nonce{Value: fmt.Sprintf("nonce-%d", i), ExpiresAt: now.Add(time.Hour)}
-						if _, err := s.Apply(context.Background(), e, benchNonces(nonce)...); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
+	for _, uuids := range []string{"v1", "random"} {
+		for _, prefill := range []int{0, benchListSize()} {
+			for _, writers := range []int{64, 256} {
+				b.Run(fmt.Sprintf("uuid=%s/prefilled=%d/writers=%d", uuids, prefill, writers), func(b *testing.B) {
+					benchApplyParallel(b, uuids == "random", prefill, writers)
+				})
 			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			st := s.db.Stats().TxStats
-			b.ReportMetric(float64(st.GetWrite())/float64(b.N), "pagewrites/event")
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-			b.ReportMetric(float64(s.Size())/float64(b.N), "bytes/event")
-		})
+		}
 	}
+}
+
+func benchApplyParallel(b *testing.B, randomUUIDs bool, prefill, writers int) {
+	path := filepath.Join(b.TempDir(), "dlr.db")
+	if prefill > 0 {
+		data, err := os.ReadFile(benchListStore(b, prefill, randomUUIDs))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := mustOpenPath(b, path, Options{})
+	now := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= b.N {
+					return
+				}
+				e := benchEvent(prefill+i/3, randomUUIDs, benchStatuses[i%3], now)
+				nonce := Nonce{Value: fmt.Sprintf("nonce-%d", i), ExpiresAt: now.Add(time.Hour)}
+				if _, err := s.Apply(context.Background(), e, nonce); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	st := s.db.Stats().TxStats
+	b.ReportMetric(float64(st.GetWrite())/float64(b.N), "pagewrites/event")
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
 
 // benchListStore returns the path of a store holding n messages (one event
 // each), built once with NoSync through the normal Apply path.
-var benchStores sync.Map // n → path
+var benchStores sync.Map // name → path
 
-func benchListStore(b *testing.B, n int) string {
+func benchListStore(b *testing.B, n int, randomUUIDs bool) string {
 	b.Helper()
-	if p, ok := benchStores.Load(n); ok {
+	name := fmt.Sprintf("list-%d-%v.db", n, randomUUIDs)
+	if p, ok := benchStores.Load(name); ok {
 		return p.(string)
 	}
 	if benchDir == "" {
@@ -96,7 +133,7 @@ func benchListStore(b *testing.B, n int) string {
 		}
 		benchDir = d
 	}
-	path := filepath.Join(benchDir, fmt.Sprintf("list-%d.db", n))
+	path := filepath.Join(benchDir, name)
 	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	s, err := Open(path, Options{NoSync: true})
 	if err != nil {
@@ -114,7 +151,7 @@ func benchListStore(b *testing.B, n int) string {
 				if i >= n {
 					return
 				}
-				e := benchEvent(i, benchStatuses[i%3], clock)
+				e := benchEvent(i, randomUUIDs, benchStatuses[i%3], clock)
 				e.ReceivedAt = clock.Add(time.Duration(i) * time.Second)
 				if _, err := s.Apply(context.Background(), e); err != nil {
 					b.Error(err)
@@ -128,28 +165,40 @@ func benchListStore(b *testing.B, n int) string {
 		b.Fatal(err)
 	}
 	b.Logf("built %d messages in %s (%d MB)", n, time.Since(start).Round(time.Millisecond), s.Size()>>20)
-	benchStores.Store(n, path)
+	benchStores.Store(name, path)
 	return path
 }
 
-func BenchmarkListNewest100(b *testing.B) {
-	n := 100_000
+// benchListSize is the number of messages of the large benchmark store:
+// 100,000, or 1,000,000 with PLIVO_DLR_BENCH_LARGE=1.
+func benchListSize() int {
 	if os.Getenv("PLIVO_DLR_BENCH_LARGE") == "1" {
-		n = 1_000_000
+		return 1_000_000
 	}
-	path := benchListStore(b, n)
+	return 100_000
+}
+
+// BenchmarkListNewest100 measures one page of 100 newest messages over a
+// large store, unfiltered and with filters.
+func BenchmarkListNewest100(b *testing.B) {
+	n := benchListSize()
+	path := benchListStore(b, n, false)
 	s, err := Open(path, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	for _, tc := range []struct {
-		name string
-		f    ListFilter
+		name     string
+		f        ListFilter
+		wantNone bool
 	}{
-		{"all", ListFilter{Limit: 100}},
-		{"status=delivered", ListFilter{Limit: 100, Status: StatusDelivered}},
-		{"phone", ListFilter{Limit: 100, Query: "4150001"}},
+		{"all", ListFilter{Limit: 100}, false},
+		{"status=delivered", ListFilter{Limit: 100, Status: StatusDelivered}, false},
+		// Matches the newest 1000 messages' To numbers.
+		{"phone", ListFilter{Limit: 100, Query: fmt.Sprintf("415%04d", (n-1)/1000)}, false},
+		// Matches only old messages: the worst case, bounded by maxListScan.
+		{"phone-rare", ListFilter{Limit: 100, Query: "41500001"}, n > maxListScan},
 	} {
 		b.Run(fmt.Sprintf("n=%d/%s", n, tc.name), func(b *testing.B) {
 			for b.Loop() {
@@ -157,17 +206,10 @@ func BenchmarkListNewest100(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if len(msgs) == 0 {
-					b.Fatal("no messages")
+				if (len(msgs) == 0) != tc.wantNone {
+					b.Fatalf("%d messages, want none: %v", len(msgs), tc.wantNone)
 				}
 			}
 		})
 	}
-}
-
-func benchNonces(n Nonce) []Nonce {
-	if os.Getenv("BENCH_NO_NONCE") == "1" {
-		return nil
-	}
-	return []Nonce{n}
 }

@@ -13,7 +13,7 @@
 //
 // # Layout
 //
-//	messages      MessageUUID → message state + event index [(cursor, content hash)…]
+//	messages      messageKey(MessageUUID) → message state + event index [(cursor, content hash)…]
 //	events        8-byte BE cursor → event (status, error code, sequence, source, raw payload…)
 //	by_time       8-byte BE FirstSeen Unix nanos + MessageUUID → empty
 //	nonces        nonce → 8-byte BE expiry Unix nanos

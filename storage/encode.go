@@ -425,3 +425,46 @@ func contentHash(ev *Event, keys []string) uint64 {
 func u64key(v uint64) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v)
 }
+
+// messageKey maps a MessageUUID to its key in the messages bucket.
+//
+// Plivo's message UUIDs are version-1 UUIDs, whose first group is the fastest
+// moving part of the timestamp: as text they sort randomly, so every event
+// would dirty its own 4 KiB page of the messages bucket. Reordering the
+// timestamp groups most significant first (time_hi, time_mid, time_low) makes
+// the keys of messages created close together adjacent, and since a message
+// gets its events within seconds of creation, a batch's messages share a
+// few recent pages. The mapping is injective: reordered keys start with 0x01,
+// other UUIDs are stored as they are (or behind 0x00 if they could collide).
+// The value holds the UUID as received, so the key is never decoded.
+func messageKey[T string | []byte](uuid T) []byte {
+	if isUUIDv1(uuid) {
+		k := make([]byte, 0, 33)
+		k = append(k, 1)
+		k = append(k, uuid[14:18]...) // time_hi_and_version
+		k = append(k, uuid[9:13]...)  // time_mid
+		k = append(k, uuid[0:8]...)   // time_low
+		k = append(k, uuid[19:23]...) // clock sequence
+		return append(k, uuid[24:36]...)
+	}
+	if len(uuid) > 0 && uuid[0] <= 1 {
+		return append([]byte{0}, uuid...)
+	}
+	return append([]byte(nil), uuid...)
+}
+
+func isUUIDv1[T string | []byte](s T) bool {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' || s[14] != '1' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			continue
+		}
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -20,11 +20,13 @@ var ErrBadCursor = errors.New("bad cursor")
 const (
 	defaultListLimit = 50
 	maxListLimit     = 1000
-	// maxListScan bounds the time-index entries one ListMessages call
-	// examines, so a filter matching little of a large store cannot pin a
-	// read transaction for long. A page cut short this way has fewer than
-	// Limit messages but a NextCursor to continue from.
+	// maxListScan bounds the messages one ListMessages call reads, and
+	// maxListKeys the time-index keys it examines, so a filter matching
+	// little of a large store cannot pin a read transaction for long. A page
+	// cut short this way has fewer than Limit messages but a NextCursor to
+	// continue from.
 	maxListScan = 200_000
+	maxListKeys = 2_000_000
 
 	defaultEventsLimit = 1000
 	maxEventsLimit     = 10_000
@@ -61,7 +63,7 @@ func (s *Store) GetMessage(uuid string) (Message, []Event, error) {
 		events []Event
 	)
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMessages).Get([]byte(uuid))
+		v := tx.Bucket(bucketMessages).Get(messageKey(uuid))
 		if v == nil {
 			return ErrNotFound
 		}
@@ -165,8 +167,8 @@ type listQuery struct {
 	lastBefore int64 // LastSeen must be before this (Unix nanos), 0 = none
 	uuidPrefix []byte
 	phone      []byte
-	// uuidOnly: the query can only be a UUID prefix, so candidates come from
-	// a prefix seek in the messages bucket instead of a time-index scan.
+	// uuidOnly: the query can only be a UUID prefix, checked on the
+	// time-index key before reading the message.
 	uuidOnly bool
 }
 
@@ -261,88 +263,40 @@ func encodeCursor(key []byte) string {
 	return base64.RawURLEncoding.EncodeToString(append([]byte{1}, key...))
 }
 
-// candidates yields time-index keys newest first. It is either a reverse
-// scan of by_time or, for UUID-prefix queries, a sorted slice of the keys of
-// the messages matching the prefix.
-type candidates struct {
-	c    *bolt.Cursor
-	keys [][]byte
-	k    []byte
-	i    int
-}
-
-func (cs *candidates) first(upper []byte) []byte {
-	if cs.c == nil {
-		cs.i = 0
-		if upper != nil {
-			cs.i, _ = slices.BinarySearchFunc(cs.keys, upper, func(k, u []byte) int { return -bytes.Compare(k, u) })
-			for cs.i < len(cs.keys) && bytes.Compare(cs.keys[cs.i], upper) >= 0 {
-				cs.i++
-			}
-		}
-		return cs.at()
-	}
-	var k []byte
+// first positions c on the newest time-index key below upper (nil = none).
+func first(c *bolt.Cursor, upper []byte) []byte {
 	if upper == nil {
-		k, _ = cs.c.Last()
-	} else if k, _ = cs.c.Seek(upper); k == nil {
-		k, _ = cs.c.Last()
+		k, _ := c.Last()
+		return k
+	}
+	k, _ := c.Seek(upper)
+	if k == nil {
+		k, _ = c.Last()
 	} else {
-		k, _ = cs.c.Prev()
+		k, _ = c.Prev()
 	}
-	for k != nil && upper != nil && bytes.Compare(k, upper) >= 0 {
-		k, _ = cs.c.Prev()
+	for k != nil && bytes.Compare(k, upper) >= 0 {
+		k, _ = c.Prev()
 	}
 	return k
-}
-
-func (cs *candidates) next() []byte {
-	if cs.c == nil {
-		cs.i++
-		return cs.at()
-	}
-	k, _ := cs.c.Prev()
-	return k
-}
-
-func (cs *candidates) at() []byte {
-	if cs.i < len(cs.keys) {
-		return cs.keys[cs.i]
-	}
-	return nil
 }
 
 func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 	mb := tx.Bucket(bucketMessages)
-	var cs candidates
-	if q.uuidOnly {
-		c := mb.Cursor()
-		for k, v := c.Seek(q.uuidPrefix); k != nil && bytes.HasPrefix(k, q.uuidPrefix); k, v = c.Next() {
-			p, err := peekMessage(v)
-			if err != nil {
-				return nil, "", fmt.Errorf("message %s: %w", k, err)
-			}
-			key := make([]byte, 8, 8+len(k))
-			binary.BigEndian.PutUint64(key, uint64(p.firstSeen))
-			cs.keys = append(cs.keys, append(key, k...))
-		}
-		slices.SortFunc(cs.keys, func(a, b []byte) int { return -bytes.Compare(a, b) })
-	} else {
-		cs.c = tx.Bucket(bucketByTime).Cursor()
-	}
-
+	c := tx.Bucket(bucketByTime).Cursor()
 	var (
 		msgs    []Message
 		last    []byte // key of the last message returned
 		phone   []byte
-		scanned int
+		scanned int // messages read
+		keys    int // time-index keys examined
 		refs    []eventRef
 	)
-	for k := cs.first(q.upper); k != nil; k = cs.next() {
+	for k := first(c, q.upper); k != nil; k, _ = c.Prev() {
 		if len(k) < 8 || binary.BigEndian.Uint64(k) < q.since {
 			break
 		}
-		if scanned++; scanned > maxListScan {
+		if keys++; keys > maxListKeys || scanned >= maxListScan {
 			// Continue from here next time, whatever we have. k itself is
 			// not examined yet: k+0x00 is the smallest bound above it.
 			if len(msgs) < q.limit {
@@ -351,7 +305,13 @@ func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 			return msgs, encodeCursor(last), nil
 		}
 		uuid := k[8:]
-		v := mb.Get(uuid)
+		// A UUID prefix is checked on the index key, without reading the
+		// message.
+		if q.uuidOnly && !hasPrefixFold(uuid, q.uuidPrefix) {
+			continue
+		}
+		scanned++
+		v := mb.Get(messageKey(uuid))
 		if v == nil {
 			continue
 		}
@@ -376,6 +336,10 @@ func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 	return msgs, "", nil
 }
 
+func hasPrefixFold(s, prefix []byte) bool {
+	return len(s) >= len(prefix) && bytes.EqualFold(s[:len(prefix)], prefix)
+}
+
 func (q *listQuery) match(uuid []byte, p *messagePeek, scratch *[]byte) bool {
 	switch q.status {
 	case "":
@@ -392,9 +356,9 @@ func (q *listQuery) match(uuid []byte, p *messagePeek, scratch *[]byte) bool {
 		return false
 	}
 	if q.uuidOnly || (q.uuidPrefix == nil && q.phone == nil) {
-		return true // the prefix seek already matched the UUID
+		return true // run already matched the UUID prefix
 	}
-	if q.uuidPrefix != nil && bytes.HasPrefix(uuid, q.uuidPrefix) {
+	if q.uuidPrefix != nil && hasPrefixFold(uuid, q.uuidPrefix) {
 		return true
 	}
 	*scratch = appendPhone((*scratch)[:0], p.to)

@@ -19,8 +19,8 @@ var ErrLocked = errors.New("data dir locked by another plivo-dlr process")
 
 // Bucket names. Every bucket is created once by Open.
 var (
-	// bucketMessages: MessageUUID → encoded Message + its event index
-	// (see encodeMessage).
+	// bucketMessages: messageKey(MessageUUID) → encoded Message + its event
+	// index (see encodeMessage).
 	bucketMessages = []byte("messages")
 	// bucketEvents: 8-byte big-endian cursor → encoded Event (append-only).
 	bucketEvents = []byte("events")

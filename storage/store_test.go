@@ -397,3 +397,30 @@ func TestEventsAfter(t *testing.T) {
 		t.Errorf("LastCursor = %d, %v, want 10", c, err)
 	}
 }
+
+func TestMessageKeys(t *testing.T) {
+	s := mustOpenStore(t)
+	uuids := []string{
+		"db3ce55a-7f1d-11e1-8ea7-1231380bc196", // Plivo's version-1 UUIDs
+		"DB3CE55A-7F1D-11E1-8EA7-1231380BC196",
+		"7f1d11e1-db3c-e55a-8ea7-1231380bc196",
+		"f47ac10b-58cc-4372-a567-0e02b2c3d479", // version 4
+		"\x01" + "11e17f1ddb3ce55a8ea71231380bc196",
+		"\x00\x01x",
+		"\x01x",
+		"plain",
+	}
+	for i, u := range uuids {
+		mustApply(t, s, ev(u, StatusQueued, int64(i+1)))
+	}
+	for i, u := range uuids {
+		m, evs := mustGet(t, s, u)
+		if m.MessageUUID != u || len(evs) != 1 || evs[0].Sequence != int64(i+1) {
+			t.Errorf("GetMessage(%q) = %q with %d events (seq %v), want itself with 1 event seq %d", u, m.MessageUUID, len(evs), evs, i+1)
+		}
+	}
+	msgs, _, err := s.ListMessages(ListFilter{Query: "db3ce55a-7f1d"})
+	if err != nil || len(msgs) != 2 {
+		t.Errorf("ListMessages(uuid prefix) = %d messages, %v, want both cases of the v1 UUID", len(msgs), err)
+	}
+}

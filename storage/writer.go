@@ -299,7 +299,7 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	}
 
 	ev := &r.ev
-	key := []byte(ev.MessageUUID)
+	key := messageKey(ev.MessageUUID)
 	m := &w.msg
 	*m = Message{}
 	w.refs = w.refs[:0]
