@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -112,12 +114,19 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
 		headerSet = "v2"
 	}
-	cause := "token_or_forgery"
-	hint := ""
-	if errors.Is(err, ErrMissingSignature) {
+	cause, hint := "token_or_forgery", ""
+	switch {
+	case errors.Is(err, ErrMissingSignature):
 		cause = "missing"
-	} else if hint = s.verifier.Diagnose(req, string(c.Request().Host())); hint != "" {
-		cause = "url_mismatch"
+	case !s.diagnoseLimit.allow(s.now()):
+		// Diagnose costs a few hundred HMACs: a flood of forgeries must not
+		// turn it into a CPU amplifier, and one hint a second is plenty.
+		cause = "undiagnosed"
+	default:
+		hint = s.verifier.Diagnose(req, string(c.Request().Host()))
+		if strings.Contains(hint, "would verify with URL") {
+			cause = "url_mismatch"
+		}
 	}
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
 	attrs := []any{"header_set", headerSet, "cause", cause, "url", req.URL, "remote_addr", c.IP(), "err", err}
@@ -125,4 +134,15 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 		attrs = append(attrs, "hint", hint)
 	}
 	s.log.Warn("callback rejected: bad signature", attrs...)
+}
+
+// everySecond lets one caller through per second.
+type everySecond struct{ last atomic.Int64 }
+
+func (e *everySecond) allow(now time.Time) bool {
+	last := e.last.Load()
+	if now.UnixNano()-last < int64(time.Second) {
+		return false
+	}
+	return e.last.CompareAndSwap(last, now.UnixNano())
 }

@@ -30,16 +30,18 @@ type Options struct {
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
 type Server struct {
-	cfg       Config
-	store     *storage.Store
-	log       *slog.Logger
-	now       func() time.Time
-	verifier  *SignatureVerifier
-	publicURL string
-	apiTokens [][]byte
-	metrics   *Metrics
-	registry  *prometheus.Registry
-	ui        fs.FS
+	cfg      Config
+	store    *storage.Store
+	log      *slog.Logger
+	now      func() time.Time
+	verifier *SignatureVerifier
+	// diagnoseLimit rate-limits signature failure diagnosis.
+	diagnoseLimit everySecond
+	publicURL     string
+	apiTokens     [][]byte
+	metrics       *Metrics
+	registry      *prometheus.Registry
+	ui            fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
