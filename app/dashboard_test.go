@@ -1,0 +1,225 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"plivo-dlr/storage"
+	"plivo-dlr/ui"
+)
+
+// Credentials of the dashboard test servers.
+const (
+	dashUser     = "operator"
+	dashPassword = "correct horse battery staple"
+	dashAPIToken = "api-token-0123456789abcdef"
+	dashPlivoTok = "ZGVhZGJlZWZkZWFkYmVlZmRlYWRiZWVmZGVhZGJl"
+)
+
+// dashPasswordHash is computed once: bcrypt is slow on purpose.
+var dashPasswordHash = func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(dashPassword), bcrypt.MinCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+}()
+
+// dashServer is a real Server on loopback with a real store.
+type dashServer struct {
+	srv   *Server
+	store *storage.Store
+	cfg   Config
+	addr  string // host:port, kept across restarts
+	dbDir string
+	errc  chan error
+}
+
+// dashConfig is the configuration of a dashboard test server listening on addr.
+func dashConfig(addr string) Config {
+	cfg := DefaultConfig()
+	cfg.Server.Listen = addr
+	cfg.Server.PublicURL = "http://" + addr
+	cfg.Plivo.AuthID = "MATEST"
+	cfg.Plivo.AuthToken = dashPlivoTok
+	cfg.Dashboard.Username = dashUser
+	cfg.Dashboard.PasswordHash = Secret(dashPasswordHash)
+	cfg.Dashboard.APITokens = []Secret{dashAPIToken}
+	cfg.Reconcile.Enabled = false
+	return cfg
+}
+
+// startDashServer starts a server on a fresh loopback port and data dir.
+func startDashServer(tb testing.TB, mutate func(*Config)) *dashServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("listen: %v", err)
+	}
+	d := &dashServer{addr: ln.Addr().String(), dbDir: tb.TempDir()}
+	d.cfg = dashConfig(d.addr)
+	if mutate != nil {
+		mutate(&d.cfg)
+	}
+	d.start(tb, ln)
+	tb.Cleanup(func() { d.stop(tb) })
+	return d
+}
+
+// start opens the store and serves on ln (or on d.addr again when ln is nil).
+func (d *dashServer) start(tb testing.TB, ln net.Listener) {
+	tb.Helper()
+	var err error
+	if ln == nil {
+		// The old listener is closed; the port is free again (SO_REUSEADDR).
+		if ln, err = net.Listen("tcp", d.addr); err != nil {
+			tb.Fatalf("listen again on %s: %v", d.addr, err)
+		}
+	}
+	if d.store, err = storage.Open(filepath.Join(d.dbDir, "dlr.db"), storage.Options{}); err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	if d.srv, err = NewServer(Options{Config: d.cfg, Store: d.store, UI: ui.FS}); err != nil {
+		tb.Fatalf("new server: %v", err)
+	}
+	d.errc = make(chan error, 1)
+	go func() { d.errc <- d.srv.Serve(ln) }()
+}
+
+// stop shuts the server down and closes the store; safe to call twice.
+func (d *dashServer) stop(tb testing.TB) {
+	tb.Helper()
+	if d.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.srv.Shutdown(ctx); err != nil {
+		tb.Errorf("shutdown: %v", err)
+	}
+	if err := <-d.errc; err != nil {
+		tb.Errorf("serve: %v", err)
+	}
+	if err := d.store.Close(); err != nil {
+		tb.Errorf("close store: %v", err)
+	}
+	d.srv, d.store = nil, nil
+}
+
+func (d *dashServer) url(path string) string { return "http://" + d.addr + path }
+
+// nonceSeq makes every callback nonce unique within the test binary.
+var nonceSeq atomic.Int64
+
+// callbackForm is a Plivo-shaped delivery report for uuid.
+func callbackForm(uuid, status, errorCode string, seq int) url.Values {
+	v := url.Values{
+		"MessageUUID": {uuid}, "Status": {status}, "Sequence": {fmt.Sprint(seq)},
+		"To": {"447700900123"}, "From": {"14155550100"}, "Type": {"sms"},
+		"Units": {"1"}, "TotalRate": {"0.00450"}, "TotalAmount": {"0.00450"},
+		"MCC": {"234"}, "MNC": {"10"}, "ErrorCode": {errorCode},
+		"MessageTime": {"2024-05-01 10:00:00.123456"}, "QueuedTime": {"2024-05-01 10:00:00.234567"},
+	}
+	if status != "queued" {
+		v.Set("SentTime", "2024-05-01 10:00:01.345678")
+	}
+	if storage.IsTerminal(status) {
+		v.Set("DeliveryReportTime", "2024-05-01 10:00:04.456789")
+	}
+	return v
+}
+
+// signedCallback builds a POST of form to the callback URL, signed with V2
+// over cfg.CallbackURL() as Plivo would.
+func signedCallback(tb testing.TB, cfg Config, addr string, form url.Values) *http.Request {
+	tb.Helper()
+	nonce := fmt.Sprintf("%d%s", nonceSeq.Add(1), rand.Text()[:8])
+	sig, err := ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
+	if err != nil {
+		tb.Fatalf("sign: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+cfg.Plivo.CallbackPath, strings.NewReader(form.Encode()))
+	if err != nil {
+		tb.Fatalf("new request: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Plivo-Signature-V2", sig)
+	req.Header.Set("X-Plivo-Signature-V2-Nonce", nonce)
+	return req
+}
+
+// sendCallback posts a signed callback and fails unless it is stored (200).
+func (d *dashServer) sendCallback(tb testing.TB, uuid, status, errorCode string, seq int) {
+	tb.Helper()
+	resp, err := http.DefaultClient.Do(signedCallback(tb, d.cfg, d.addr, callbackForm(uuid, status, errorCode, seq)))
+	if err != nil {
+		tb.Fatalf("callback %s %s: %v", uuid, status, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		tb.Fatalf("callback %s %s: got %d %s, want 200", uuid, status, resp.StatusCode, body)
+	}
+}
+
+// noRedirectClient returns a client with a cookie jar that shows redirects
+// instead of following them.
+func noRedirectClient(tb testing.TB) *http.Client {
+	tb.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &http.Client{
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// login posts the login form and returns the response (body closed).
+func (d *dashServer) login(tb testing.TB, c *http.Client, user, password string) *http.Response {
+	tb.Helper()
+	resp, err := c.PostForm(d.url("/login"), url.Values{"username": {user}, "password": {password}})
+	if err != nil {
+		tb.Fatalf("post /login: %v", err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// sessionCookieOf returns the session cookie a response set, or nil.
+func sessionCookieOf(resp *http.Response) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == sessionCookie {
+			return c
+		}
+	}
+	return nil
+}
+
+// waitFor polls cond every 10 ms until it holds or the deadline passes.
+func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

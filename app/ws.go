@@ -1,0 +1,337 @@
+package app
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
+	"github.com/gofiber/fiber/v2"
+
+	"plivo-dlr/storage"
+)
+
+// Stream timing and sizes.
+const (
+	// wsWriteWait bounds one write; a client that cannot take a batch in
+	// this time is stuck and is dropped.
+	wsWriteWait = 10 * time.Second
+	// wsPingPeriod and wsPongWait keep idle connections alive through NAT
+	// and proxies and find dead peers.
+	wsPingPeriod = 30 * time.Second
+	wsPongWait   = 75 * time.Second
+	// wsFlushInterval is the shortest time between two writes to one
+	// client. Under load a client gets one batch per interval instead of
+	// one write per event, which keeps 500 clients cheap.
+	wsFlushInterval = 25 * time.Millisecond
+	// wsBatchFrames bounds the frames written in one go.
+	wsBatchFrames = 512
+	// wsReplayPage is the events read from storage per replay step.
+	wsReplayPage = 500
+	// wsSendBuffer caps the kernel send buffer of a stream socket, so a
+	// stuck client is noticed after ~128 KiB instead of megabytes and 500
+	// clients cannot pin a gigabyte of kernel memory.
+	wsSendBuffer = 128 << 10
+)
+
+// Close codes sent to stream clients.
+const (
+	// closeTooSlow tells the client it fell behind: reconnect with
+	// ?since=<last cursor received>.
+	closeTooSlow = 4000
+)
+
+// localsSince carries the parsed ?since from the upgrade request to the
+// stream handler.
+const localsSince = "ws_since"
+
+// handleStream checks a /ws request (authentication ran before it) and
+// upgrades it. ?since=CURSOR asks for a replay of the events after CURSOR.
+func (s *Server) handleStream(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return &HTTPError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
+	}
+	if !s.sameOrigin(c) {
+		s.log.Warn("websocket refused: cross-origin", "origin", c.Get(fiber.HeaderOrigin), "remote_addr", c.IP())
+		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
+	}
+	since := int64(-1) // no replay
+	if v := c.Query("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > 1<<62 {
+			return &HTTPError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
+		}
+		since = int64(n)
+	}
+	c.Locals(localsSince, since)
+	return s.wsUpgrade(c)
+}
+
+// sameOrigin reports whether a browser request comes from the dashboard's
+// own origin: the public URL's, or the Host the request was sent to. A
+// request without Origin is not from a browser page and cannot be forged
+// cross-site, so it passes (scripts authenticate with a token).
+func (s *Server) sameOrigin(c *fiber.Ctx) bool {
+	origin := c.Get(fiber.HeaderOrigin)
+	if origin == "" {
+		return true
+	}
+	o, err := url.Parse(origin)
+	if err != nil || o.Host == "" {
+		return false
+	}
+	if pu, err := url.Parse(s.publicURL); err == nil && strings.EqualFold(o.Scheme, pu.Scheme) && strings.EqualFold(o.Host, pu.Host) {
+		return true
+	}
+	scheme := "http"
+	if c.Protocol() == "https" {
+		scheme = "https"
+	}
+	return strings.EqualFold(o.Scheme, scheme) && strings.EqualFold(o.Host, string(c.Request().Host()))
+}
+
+// newWSUpgrader builds the upgrade handler. Origins are checked by
+// handleStream (with a proper 403), so the upgrader accepts any.
+func (s *Server) newWSUpgrader() fiber.Handler {
+	return websocket.New(s.serveStream, websocket.Config{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  1024,
+		RecoverHandler: func(conn *websocket.Conn) {
+			if r := recover(); r != nil {
+				s.log.Error("websocket handler panic", "panic", r)
+			}
+		},
+	})
+}
+
+// stream is one /ws connection's writer state.
+type stream struct {
+	s    *Server
+	conn *websocket.Conn
+	raw  net.Conn
+	sub  *Subscription
+	buf  []byte
+	// last is the highest cursor written, reported in a too-slow close.
+	last uint64
+}
+
+// serveStream runs one WebSocket connection: replay, then live frames. It
+// runs on the goroutine fasthttp gave the hijacked connection and returns
+// when the client leaves, fails to keep up, or the hub closes; the
+// connection is closed after it returns.
+func (s *Server) serveStream(conn *websocket.Conn) {
+	since, _ := conn.Locals(localsSince).(int64)
+	sub, err := s.hub.Subscribe()
+	if err != nil {
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		return
+	}
+	defer sub.Close()
+	st := &stream{s: s, conn: conn, raw: conn.NetConn(), sub: sub}
+	limitSendBuffer(st.raw)
+
+	// The reader goroutine handles pongs, pings and the client's close,
+	// discarding anything else. It exits when reading fails: the client
+	// left, the pong deadline passed, or serveStream returned and the
+	// connection was closed under it.
+	// It uses the inner connection: the contrib wrapper is pooled and
+	// cleared once serveStream returns.
+	fc := conn.Conn
+	readerDone := make(chan struct{})
+	fc.SetReadLimit(4096)
+	_ = fc.SetReadDeadline(time.Now().Add(wsPongWait))
+	fc.SetPongHandler(func(string) error {
+		return fc.SetReadDeadline(time.Now().Add(wsPongWait))
+	})
+	defer func() {
+		// Closing the connection ends the reader; wait so no goroutine
+		// outlives the connection.
+		_ = st.raw.Close()
+		<-readerDone
+	}()
+	go func() {
+		defer close(readerDone)
+		for {
+			_, r, err := fc.NextReader()
+			if err != nil {
+				return
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+		}
+	}()
+
+	reason, code := st.run(since, readerDone)
+	if code != 0 {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	}
+}
+
+// limitSendBuffer shrinks the kernel send buffer of the connection under
+// fasthttp's hijack wrapper, when it is TCP.
+func limitSendBuffer(c net.Conn) {
+	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+		c = u.UnsafeConn()
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(wsSendBuffer)
+	}
+}
+
+// errStreamDone ends a stream without a close frame of ours (the client is
+// gone or already closed).
+var errStreamDone = errors.New("stream done")
+
+// run replays and then streams until the connection ends. It returns the
+// close code and reason to send, code 0 for none.
+func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
+	// Subscribed first, then read the database: an event committed from now
+	// on reaches us live, one committed before is in the database. Live
+	// frames at or below liveFrom were (or will be) covered by the replay.
+	var liveFrom uint64
+	if since >= 0 {
+		var err error
+		if liveFrom, err = st.replay(uint64(since), readerDone); err != nil {
+			if errors.Is(err, errStreamDone) {
+				return "", 0
+			}
+			st.s.log.Warn("websocket replay failed", "err", err)
+			return "replay failed, retry", websocket.CloseInternalServerErr
+		}
+	} else {
+		c, err := st.s.store.LastCursor()
+		if err != nil {
+			st.s.log.Warn("websocket start failed", "err", err)
+			return "storage unavailable, retry", websocket.CloseInternalServerErr
+		}
+		liveFrom = c
+	}
+	if st.last < liveFrom {
+		st.last = liveFrom
+	}
+	ready, err := encodeFrame(streamFrame{Type: frameReady, Cursor: liveFrom})
+	if err != nil {
+		return "internal error", websocket.CloseInternalServerErr
+	}
+	if err := st.write(ready); err != nil {
+		return "", 0
+	}
+
+	ping := time.NewTicker(wsPingPeriod)
+	defer ping.Stop()
+	var frames []hubFrame
+	for {
+		frames, wake, lagged := st.sub.Next(frames[:0], wsBatchFrames)
+		if lagged {
+			st.s.log.Info("websocket client dropped: too slow", "remote_addr", st.conn.IP(), "cursor", st.last)
+			return "too slow; reconnect with ?since=" + strconv.FormatUint(st.last, 10), closeTooSlow
+		}
+		if len(frames) > 0 {
+			st.buf = st.buf[:0]
+			for _, f := range frames {
+				if f.cursor <= liveFrom {
+					continue // already sent by the replay
+				}
+				st.buf = append(st.buf, f.wire...)
+				st.last = max(st.last, f.cursor)
+			}
+			if len(st.buf) > 0 {
+				if err := st.write(st.buf); err != nil {
+					return "", 0
+				}
+			}
+			// Let more frames gather before the next write (see wsFlushInterval).
+			select {
+			case <-time.After(wsFlushInterval):
+				continue
+			case <-readerDone:
+				return "", 0
+			case <-st.sub.Closing():
+				return "server shutting down", websocket.CloseGoingAway
+			}
+		}
+		select {
+		case <-wake:
+		case <-ping.C:
+			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+				return "", 0
+			}
+		case <-readerDone:
+			return "", 0
+		case <-st.sub.Closing():
+			return "server shutting down", websocket.CloseGoingAway
+		}
+	}
+}
+
+// replay writes a status_update for every stored event after since, page by
+// page, until it has caught up with the log, and returns the last cursor
+// covered. Each frame carries the message's current state.
+func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, error) {
+	cur := since
+	states := map[string]*storage.Message{}
+	for {
+		select {
+		case <-readerDone:
+			return cur, errStreamDone
+		case <-st.sub.Closing():
+			return cur, errStreamDone
+		default:
+		}
+		events, err := st.s.store.EventsAfter(cur, wsReplayPage)
+		if err != nil {
+			return cur, err
+		}
+		if len(events) == 0 {
+			return cur, nil
+		}
+		clear(states)
+		st.buf = st.buf[:0]
+		for _, ev := range events {
+			m, ok := states[ev.MessageUUID]
+			if !ok {
+				msg, _, err := st.s.store.GetMessage(ev.MessageUUID)
+				switch {
+				case errors.Is(err, storage.ErrNotFound):
+					m = nil // removed by retention since; nothing to show
+				case err != nil:
+					return cur, err
+				default:
+					m = &msg
+				}
+				states[ev.MessageUUID] = m
+			}
+			cur = ev.Cursor
+			if m == nil {
+				continue
+			}
+			wire, err := encodeFrame(streamFrame{Type: frameStatusUpdate, Cursor: ev.Cursor, Message: m})
+			if err != nil {
+				return cur, err
+			}
+			st.buf = append(st.buf, wire...)
+		}
+		if err := st.write(st.buf); err != nil {
+			return cur, errStreamDone
+		}
+		st.last = cur
+	}
+}
+
+// write sends pre-encoded frames in one call. Whole-frame writes are safe
+// beside the reader goroutine's control replies: net.Conn serialises
+// concurrent Writes, each written completely.
+func (st *stream) write(b []byte) error {
+	if err := st.raw.SetWriteDeadline(time.Now().Add(wsWriteWait)); err != nil {
+		return err
+	}
+	_, err := st.raw.Write(b)
+	return err
+}
