@@ -21,6 +21,8 @@ type Metrics struct {
 	callbacks         *prometheus.CounterVec
 	signatureFailures *prometheus.CounterVec
 	callbackDuration  prometheus.Histogram
+	messagesSent      *prometheus.CounterVec
+	reconciles        *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the collectors on reg.
@@ -40,6 +42,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from receiving a callback to answering it, including the durable commit.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 8},
 		}),
+		messagesSent: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "plivo_dlr_messages_sent_total",
+			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo).",
+		}, []string{"type", "result"}),
+		reconciles: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "plivo_dlr_reconcile_total",
+			Help: "Message lookups at Plivo for messages whose callbacks did not come, by result.",
+		}, []string{"result"}),
 	}
 	// Pre-create the result series so dashboards see zeros, not gaps.
 	for _, r := range []string{resultStored, resultDuplicate, resultInvalidSignature, resultReplayed, resultMalformed, resultError} {

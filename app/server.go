@@ -26,6 +26,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sandbox says Plivo is the built-in simulator (shown by GET /api/config).
+	Sandbox bool
+	// Reconcile tunes the reconciliation loop; zero values take defaults.
+	Reconcile ReconcileOptions
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -45,6 +49,10 @@ type Server struct {
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
+	// plivo sends and looks up messages; nil when no credentials are configured.
+	plivo     *PlivoClient
+	sandbox   bool
+	reconcile ReconcileOptions
 
 	fiber *fiber.App
 }
@@ -82,6 +90,13 @@ func NewServer(opts Options) (*Server, error) {
 		s.apiTokens = append(s.apiTokens, []byte(t))
 	}
 	s.metrics = NewMetrics(opts.Registry)
+	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
+	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
+		var err error
+		if s.plivo, err = NewPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
+			return nil, err
+		}
+	}
 
 	s.fiber = fiber.New(fiber.Config{
 		AppName:               "plivo-dlr",
@@ -114,6 +129,8 @@ func (s *Server) routes() {
 	api := app.Group("/api", s.requireAuth)
 	api.Get("/messages", s.handleListMessages)
 	api.Get("/messages/:uuid", s.handleGetMessage)
+	api.Post("/messages", s.handleSend)
+	api.Get("/config", s.handleConfig)
 }
 
 // AddNotifier registers n to hear about stored events. Call before Serve.
