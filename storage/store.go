@@ -46,17 +46,6 @@ const (
 	metaLastPing      = "last_ping"
 )
 
-// schemaVersion is the layout this code reads and writes. Open upgrades an
-// older file step by step through migrations.
-const schemaVersion = 1
-
-// migrations[v] upgrades a file from schema version v to v+1 inside one
-// write transaction. Version 0 is a file created before the version existed
-// (never released), so there is nothing to convert.
-var migrations = map[uint64]func(tx *bolt.Tx) error{
-	0: func(*bolt.Tx) error { return nil },
-}
-
 // Options tune Open.
 type Options struct {
 	// Now is the clock, for tests; nil means time.Now.
@@ -147,10 +136,10 @@ func initialize(tx *bolt.Tx) error {
 	if version > schemaVersion {
 		return fmt.Errorf("schema version %d is newer than this binary supports (%d)", version, schemaVersion)
 	}
-	for ; version < schemaVersion; version++ {
-		if err := migrations[version](tx); err != nil {
-			return fmt.Errorf("migrate schema %d to %d: %w", version, version+1, err)
-		}
+	// Upgrade an older file step by step (see migrate.go).
+	version, err := migrate(tx, version, migrations)
+	if err != nil {
+		return err
 	}
 	return meta.Put([]byte(metaSchemaVersion), u64key(version))
 }
