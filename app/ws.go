@@ -17,9 +17,6 @@ import (
 
 // Stream timing and sizes.
 const (
-	// wsWriteWait bounds one write; a client that cannot take a batch in
-	// this time is stuck and is dropped.
-	wsWriteWait = 10 * time.Second
 	// wsPingPeriod and wsPongWait keep idle connections alive through NAT
 	// and proxies and find dead peers.
 	wsPingPeriod = 30 * time.Second
@@ -37,6 +34,10 @@ const (
 	// clients cannot pin a gigabyte of kernel memory.
 	wsSendBuffer = 128 << 10
 )
+
+// wsWriteWait bounds one write; a client that cannot take a batch in this
+// time is stuck and is dropped. A variable so tests can shorten it.
+var wsWriteWait = 10 * time.Second
 
 // Close codes sent to stream clients.
 const (
@@ -133,7 +134,7 @@ func (s *Server) serveStream(conn *websocket.Conn) {
 		return
 	}
 	defer sub.Close()
-	st := &stream{s: s, conn: conn, raw: conn.NetConn(), sub: sub}
+	st := &stream{s: s, conn: conn, raw: underlyingConn(conn.NetConn()), sub: sub}
 	limitSendBuffer(st.raw)
 
 	// The reader goroutine handles pongs, pings and the client's close,
@@ -174,12 +175,18 @@ func (s *Server) serveStream(conn *websocket.Conn) {
 	}
 }
 
-// limitSendBuffer shrinks the kernel send buffer of the connection under
-// fasthttp's hijack wrapper, when it is TCP.
-func limitSendBuffer(c net.Conn) {
+// underlyingConn unwraps fasthttp's hijack wrapper, whose Close does
+// nothing (fasthttp closes the socket only after the handler returns, which
+// would leave our reader goroutine blocked until then).
+func underlyingConn(c net.Conn) net.Conn {
 	if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
-		c = u.UnsafeConn()
+		return u.UnsafeConn()
 	}
+	return c
+}
+
+// limitSendBuffer shrinks the kernel send buffer of a TCP connection.
+func limitSendBuffer(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetWriteBuffer(wsSendBuffer)
 	}
