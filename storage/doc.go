@@ -19,6 +19,7 @@
 //	nonces        nonce → 8-byte BE expiry Unix nanos
 //	nonce_expiry  8-byte BE expiry + nonce → empty (purge order)
 //	stats         8-byte BE hour start (Unix seconds) → counters of messages first seen that hour
+//	pending       8-byte BE LastSeen Unix nanos + MessageUUID → empty, for every non-terminal message (see pending.go)
 //	meta          schema_version (8-byte BE), last_ping, and keys the app owns
 //
 // The per-message event index lives inside the message record rather than

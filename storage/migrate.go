@@ -25,6 +25,7 @@ var migrations = []migration{
 	// Version 0 is a file created before the version was recorded (never
 	// released): the layout is the same.
 	{version: 1, name: "record schema version", up: func(*bolt.Tx) error { return nil }},
+	{version: 2, name: "index pending messages", up: buildPendingIndex},
 }
 
 // schemaVersion is the layout this code reads and writes.

@@ -136,6 +136,9 @@ func (s *Store) EventsAfter(cursor uint64, limit int) ([]Event, error) {
 
 // ListMessages returns messages newest first by FirstSeen (ties by
 // MessageUUID, descending) and the cursor of the next page, "" at the end.
+// With Status StatusPending it walks the pending index instead and returns
+// messages newest first by LastSeen: stuck messages are found without
+// reading the delivered ones.
 // A page may hold fewer than Limit messages with a non-empty cursor when a
 // rare filter hit the scan bound; keep following the cursor. A cursor not
 // produced here yields an error wrapping ErrBadCursor.
@@ -160,27 +163,38 @@ func (s *Store) ListMessages(f ListFilter) ([]Message, string, error) {
 }
 
 type listQuery struct {
-	limit      int
-	upper      []byte // exclusive bound on time-index keys, nil = none
-	since      uint64 // inclusive bound on FirstSeen nanos
-	status     string
-	lastBefore int64 // LastSeen must be before this (Unix nanos), 0 = none
-	uuidPrefix []byte
-	phone      []byte
+	limit int
+	// index is the bucket walked: the time index, or the pending index
+	// (keyed by LastSeen) for StatusPending.
+	index      []byte
+	cursorKind byte
+	// firstSince and firstUntil bound FirstSeen (Unix nanos, 0 = none) when
+	// the walked index is not keyed by it.
+	firstSince, firstUntil int64
+	upper                  []byte // exclusive bound on time-index keys, nil = none
+	since                  uint64 // inclusive bound on FirstSeen nanos
+	status                 string
+	lastBefore             int64 // LastSeen must be before this (Unix nanos), 0 = none
+	uuidPrefix             []byte
+	phone                  []byte
 	// uuidOnly: the query can only be a UUID prefix, checked on the
 	// time-index key before reading the message.
 	uuidOnly bool
 }
 
 func compileFilter(f ListFilter, now time.Time) (*listQuery, error) {
-	q := &listQuery{limit: f.Limit, status: f.Status}
+	q := &listQuery{limit: f.Limit, status: f.Status, index: bucketByTime, cursorKind: cursorByTime}
+	pending := f.Status == StatusPending
+	if pending {
+		q.index, q.cursorKind = bucketPending, cursorPending
+	}
 	if q.limit <= 0 {
 		q.limit = defaultListLimit
 	}
 	q.limit = min(q.limit, maxListLimit)
 	if f.Cursor != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
-		if err != nil || len(raw) < 9 || raw[0] != 1 {
+		if err != nil || len(raw) < 9 || raw[0] != q.cursorKind {
 			return nil, ErrBadCursor
 		}
 		q.upper = raw[1:]
@@ -191,7 +205,12 @@ func compileFilter(f ListFilter, now time.Time) (*listQuery, error) {
 			q.upper = k
 		}
 	}
-	if !f.Until.IsZero() {
+	switch {
+	case f.Until.IsZero():
+	case pending:
+		// Until bounds FirstSeen, which the pending index is not ordered by.
+		q.firstUntil = f.Until.UnixNano()
+	default:
 		lower(f.Until)
 	}
 	if f.OlderThan > 0 {
@@ -201,7 +220,13 @@ func compileFilter(f ListFilter, now time.Time) (*listQuery, error) {
 		lower(cutoff)
 	}
 	if !f.Since.IsZero() {
+		// On the pending index this bounds LastSeen, which is never before
+		// FirstSeen: the walk can still stop there, but each message's
+		// FirstSeen must be checked too.
 		q.since = uint64(max(f.Since.UnixNano(), 0))
+		if pending {
+			q.firstSince = f.Since.UnixNano()
+		}
 	}
 	query := strings.TrimSpace(f.Query)
 	if query != "" {
@@ -259,8 +284,15 @@ func appendPhone[T string | []byte](dst []byte, s T) []byte {
 	return dst
 }
 
-func encodeCursor(key []byte) string {
-	return base64.RawURLEncoding.EncodeToString(append([]byte{1}, key...))
+// Cursor kinds: the first byte of a decoded cursor names the index it
+// points into, so a cursor from one listing cannot misplace another.
+const (
+	cursorByTime  = 1
+	cursorPending = 2
+)
+
+func encodeCursor(kind byte, key []byte) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{kind}, key...))
 }
 
 // first positions c on the newest time-index key below upper (nil = none).
@@ -283,7 +315,7 @@ func first(c *bolt.Cursor, upper []byte) []byte {
 
 func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 	mb := tx.Bucket(bucketMessages)
-	c := tx.Bucket(bucketByTime).Cursor()
+	c := tx.Bucket(q.index).Cursor()
 	var (
 		msgs    []Message
 		last    []byte // key of the last message returned
@@ -302,7 +334,7 @@ func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 			if len(msgs) < q.limit {
 				last = append(slices.Clip(k), 0)
 			}
-			return msgs, encodeCursor(last), nil
+			return msgs, encodeCursor(q.cursorKind, last), nil
 		}
 		uuid := k[8:]
 		// A UUID prefix is checked on the index key, without reading the
@@ -324,7 +356,7 @@ func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 		}
 		if len(msgs) == q.limit {
 			// One more match exists: there is a next page.
-			return msgs, encodeCursor(last), nil
+			return msgs, encodeCursor(q.cursorKind, last), nil
 		}
 		var m Message
 		if refs, err = decodeMessage(v, &m, refs[:0]); err != nil {
@@ -353,6 +385,9 @@ func (q *listQuery) match(uuid []byte, p *messagePeek, scratch *[]byte) bool {
 		}
 	}
 	if q.lastBefore != 0 && p.lastSeen >= q.lastBefore {
+		return false
+	}
+	if p.firstSeen < q.firstSince || q.firstUntil != 0 && p.firstSeen >= q.firstUntil {
 		return false
 	}
 	if q.uuidOnly || (q.uuidPrefix == nil && q.phone == nil) {

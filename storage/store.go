@@ -37,7 +37,7 @@ var (
 	// bucketMeta: free-form key → value (schema version, app settings).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta}
+	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending}
 )
 
 // Meta keys the store itself uses.
@@ -56,15 +56,20 @@ type Options struct {
 	// NoSync skips fsync on commit. Only for benchmarks and bulk loads: a
 	// crash can lose acknowledged writes or corrupt the file.
 	NoSync bool
+	// OnCommit, if set, is called by the writer after each successful
+	// commit with its duration (apply, commit and fsync) and the number of
+	// requests it held. It runs on the writer goroutine: it must be cheap.
+	OnCommit func(d time.Duration, requests int)
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
 // writer goroutine that group-commits whatever is queued; reads run
 // concurrently in their own read transactions.
 type Store struct {
-	db   *bolt.DB
-	path string
-	now  func() time.Time
+	db       *bolt.DB
+	path     string
+	now      func() time.Time
+	onCommit func(time.Duration, int)
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
@@ -103,11 +108,12 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{
-		db:   db,
-		path: path,
-		now:  opts.Now,
-		reqs: make(chan *request, maxBatch),
-		done: make(chan struct{}),
+		db:       db,
+		path:     path,
+		now:      opts.Now,
+		reqs:     make(chan *request, maxBatch),
+		onCommit: opts.OnCommit,
+		done:     make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -211,6 +211,8 @@ type writerState struct {
 	buf   []byte
 	msg   Message
 	now   int64 // Unix nanos at the start of the transaction
+	// pendingDelta is the change of the pending count in this transaction.
+	pendingDelta int64
 }
 
 // commit applies w.batch in one transaction. A request whose writes fail is
@@ -219,7 +221,11 @@ type writerState struct {
 func (w *writerState) commit() {
 	w.live = append(w.live[:0], w.batch...)
 	for len(w.live) > 0 {
+		start := time.Now()
 		err := w.s.db.Update(w.applyAll)
+		if err == nil && w.s.onCommit != nil {
+			w.s.onCommit(time.Since(start), len(w.live))
+		}
 		var re *requestError
 		if errors.As(err, &re) {
 			w.live[re.i].err = re.err
@@ -241,6 +247,7 @@ func (w *writerState) commit() {
 
 func (w *writerState) applyAll(tx *bolt.Tx) error {
 	w.stats.reset()
+	w.pendingDelta = 0
 	b := buckets{
 		messages:    tx.Bucket(bucketMessages),
 		events:      tx.Bucket(bucketEvents),
@@ -248,6 +255,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		nonces:      tx.Bucket(bucketNonces),
 		nonceExpiry: tx.Bucket(bucketNonceExpiry),
 		stats:       tx.Bucket(bucketStats),
+		pending:     tx.Bucket(bucketPending),
 	}
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
@@ -276,11 +284,14 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 			return fmt.Errorf("set event sequence: %w", err)
 		}
 	}
+	if err := addPendingCount(tx.Bucket(bucketMeta), w.pendingDelta); err != nil {
+		return err
+	}
 	return w.stats.flush(b.stats)
 }
 
 type buckets struct {
-	messages, events, byTime, nonces, nonceExpiry, stats *bolt.Bucket
+	messages, events, byTime, nonces, nonceExpiry, stats, pending *bolt.Bucket
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -324,7 +335,7 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	}
 
 	before := contributionOf(m)
-	prevStatus, prevFirst := m.Status, m.FirstSeen
+	prevStatus, prevFirst, prevLast := m.Status, m.FirstSeen, m.LastSeen
 	cursor++
 	ev.Cursor = cursor
 	m.Fold(ev)
@@ -349,6 +360,11 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 			return cursor, fmt.Errorf("put time index: %w", err)
 		}
 	}
+	delta, err := indexPending(b.pending, exists, prevStatus, prevLast, m)
+	if err != nil {
+		return cursor, err
+	}
+	w.pendingDelta += delta
 	if err := w.stats.move(b.stats, before, contributionOf(m)); err != nil {
 		return cursor, err
 	}
