@@ -246,9 +246,10 @@ function connect() {
     scheduleStats();
   };
   ws.onclose = (e) => {
-    setConn("reconnecting", e.code === 4000 ? "catching up…" : "reconnecting…");
     const wait = state.backoff * (0.75 + Math.random() / 2);
     state.backoff = Math.min(state.backoff * 2, 15000);
+    setConn("reconnecting", e.code === 4000 ? "catching up…" : `reconnecting in ${Math.ceil(wait / 1000)} s…`);
+    $("#conn").dataset.retryMs = String(Math.round(wait));
     setTimeout(async () => {
       // A refused upgrade looks like any close: check we are still logged in.
       try { await api("/api/config"); } catch { /* offline, or sent to /login */ }
