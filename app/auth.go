@@ -8,10 +8,20 @@ import (
 )
 
 // requireAuth lets a request through when it carries a configured API token
-// (Authorization: Bearer TOKEN). Everything under /api goes through it.
+// (Authorization: Bearer TOKEN) or a dashboard session cookie. Everything
+// under /api and /ws goes through it.
 func (s *Server) requireAuth(c *fiber.Ctx) error {
 	if s.validBearer(c.Get(fiber.HeaderAuthorization)) {
 		c.Locals(localsPrincipal, "token")
+		return c.Next()
+	}
+	if s.hasSession(c) {
+		// SameSite=Strict already keeps the cookie off cross-site requests;
+		// refusing a foreign Origin on writes covers older browsers too.
+		if c.Method() != fiber.MethodGet && c.Method() != fiber.MethodHead && !s.sameOrigin(c) {
+			return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin request refused"}
+		}
+		c.Locals(localsPrincipal, "session")
 		return c.Next()
 	}
 	return &HTTPError{Code: fiber.StatusUnauthorized, Message: "authentication required"}

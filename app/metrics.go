@@ -21,6 +21,7 @@ type Metrics struct {
 	callbacks         *prometheus.CounterVec
 	signatureFailures *prometheus.CounterVec
 	callbackDuration  prometheus.Histogram
+	websocketClients  prometheus.Gauge
 	messagesSent      *prometheus.CounterVec
 	reconciles        *prometheus.CounterVec
 }
@@ -51,6 +52,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Message lookups at Plivo for messages whose callbacks did not come, by result.",
 		}, []string{"result"}),
 	}
+	m.websocketClients = f.NewGauge(prometheus.GaugeOpts{
+		Name: "plivo_dlr_websocket_clients",
+		Help: "Dashboard WebSocket clients connected now.",
+	})
 	// Pre-create the result series so dashboards see zeros, not gaps.
 	for _, r := range []string{resultStored, resultDuplicate, resultInvalidSignature, resultReplayed, resultMalformed, resultError} {
 		m.callbacks.WithLabelValues(r)

@@ -49,6 +49,11 @@ type Server struct {
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
+	// Dashboard: login state, the WebSocket hub, the UI files.
+	auth      *dashboardAuth
+	hub       *Hub
+	wsUpgrade fiber.Handler
+	static    map[string]staticFile
 	// plivo sends and looks up messages; nil when no credentials are configured.
 	plivo     *PlivoClient
 	sandbox   bool
@@ -98,6 +103,17 @@ func NewServer(opts Options) (*Server, error) {
 		}
 	}
 
+	if err := s.initDashboardAuth(); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	var err error
+	if s.static, err = loadStatic(opts.UI); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
+	s.AddNotifier(s.hub)
+	s.wsUpgrade = s.newWSUpgrader()
+
 	s.fiber = fiber.New(fiber.Config{
 		AppName:               "plivo-dlr",
 		DisableStartupMessage: true,
@@ -131,6 +147,8 @@ func (s *Server) routes() {
 	api.Get("/messages/:uuid", s.handleGetMessage)
 	api.Post("/messages", s.handleSend)
 	api.Get("/config", s.handleConfig)
+	api.Get("/stats", s.handleStats)
+	s.dashboardRoutes()
 }
 
 // AddNotifier registers n to hear about stored events. Call before Serve.
@@ -154,6 +172,11 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests
 // (callbacks being committed among them) until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// WebSocket connections are hijacked, so Fiber does not wait for them:
+	// close them first, each with a "going away" frame.
+	if err := s.hub.Close(ctx); err != nil {
+		s.log.Warn("websocket clients did not close in time", "err", err)
+	}
 	if err := s.fiber.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("shutdown http: %w", err)
 	}
