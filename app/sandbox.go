@@ -167,6 +167,9 @@ func (sb *Sandbox) Close() error {
 	sb.cancel()
 	err := sb.srv.Close()
 	sb.wg.Wait()
+	// Idle keep-alive connections (some never used: Go's transport dials
+	// spares) would hold up the server's graceful shutdown.
+	sb.client.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("close sandbox: %w", err)
 	}

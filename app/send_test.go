@@ -63,6 +63,9 @@ func startSendServer(tb testing.TB, cfg Config, opts Options) *sendEnv {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	tb.Cleanup(func() {
+		// Go's transport may hold spare connections that never carried a
+		// request; fasthttp's graceful shutdown would wait for them.
+		http.DefaultClient.CloseIdleConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
