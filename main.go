@@ -48,7 +48,9 @@ func (e usageError) Unwrap() error { return e.err }
 const usage = `usage: plivo-dlr <command> [flags]
 
 commands:
-  serve [-config FILE] [--sandbox]   run the server
+  serve [-config FILE] [--sandbox]   run the server (--sandbox: with a simulated Plivo)
+  send --to NUMBER --text TEXT [--media URL]... [--from SENDER] [-config FILE] [--server URL] [--token TOKEN]
+                                     send an SMS/MMS through a running server, print the message UUIDs
   check-config -config FILE          validate a config file and print it, secrets masked
   hash-password                      read a password on stdin, print its bcrypt hash
   version                            print the version
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		err = cmdServe(ctx, rest, stdout, stderr, getenv)
+	case "send":
+		err = cmdSend(ctx, rest, stdout, stderr, getenv)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr, getenv)
 	case "hash-password":
@@ -100,6 +104,52 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// cmdSend sends a message through a running server's API and prints the
+// message UUIDs, one a line.
+func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlagSet("send", stderr)
+	path := fs.String("config", "", "config file (TOML) giving the server URL and an API token")
+	to := fs.String("to", "", "destination number in E.164 (+14155550123); several joined with <")
+	text := fs.String("text", "", "message text")
+	from := fs.String("from", "", "sender (default: the server's plivo.source_number)")
+	var media []string
+	fs.Func("media", "media URL, makes the message an MMS (repeat for several)", func(v string) error {
+		media = append(media, v)
+		return nil
+	})
+	server := fs.String("server", "", "server URL (default: the config's public URL)")
+	token := fs.String("token", "", "API token (default: $PLIVO_DLR_API_TOKEN, else the config's first dashboard.api_tokens)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *to == "" || (*text == "" && len(media) == 0) {
+		return usageError{errors.New("send: --to and --text (or --media) are required")}
+	}
+	cfg, err := app.LoadConfig(*path, getenv)
+	if err != nil {
+		return err
+	}
+	if *server == "" {
+		*server = cfg.EffectivePublicURL()
+	}
+	if *token == "" {
+		*token = getenv("PLIVO_DLR_API_TOKEN")
+	}
+	if *token == "" && len(cfg.Dashboard.APITokens) > 0 {
+		*token = string(cfg.Dashboard.APITokens[0])
+	}
+	resp, err := app.SendViaAPI(ctx, *server, *token, app.SendRequest{
+		To: app.Recipients(strings.Split(*to, "<")), Text: *text, MediaURLs: media, From: *from,
+	})
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	for _, u := range resp.MessageUUIDs {
+		fmt.Fprintln(stdout, u)
 	}
 	return nil
 }
@@ -142,6 +192,7 @@ func cmdHashPassword(stdin io.Reader, stdout io.Writer) error {
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlagSet("serve", stderr)
 	path := fs.String("config", "", "config file (TOML); without one, defaults serve HTTP on 127.0.0.1:8080 with data in ./data")
+	withSandbox := fs.Bool("sandbox", false, "simulate Plivo in-process (no account needed); data goes to <data_dir>-sandbox")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -150,6 +201,20 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
+
+	var (
+		sandbox      *app.Sandbox
+		sandboxLogin app.SandboxLogin
+	)
+	if *withSandbox {
+		if sandbox, err = app.StartSandbox(app.SandboxOptions{FailureShare: cfg.Sandbox.FailureShare, Logger: logger}); err != nil {
+			return err
+		}
+		defer sandbox.Close()
+		if sandboxLogin, err = sandbox.ConfigureServe(&cfg); err != nil {
+			return err
+		}
+	}
 
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -165,7 +230,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}()
 
 	reg := prometheus.NewRegistry()
-	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg})
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil})
 	if err != nil {
 		return err
 	}
@@ -179,10 +244,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if len(cfg.AuthTokens()) == 0 {
 		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned")
 	}
+	if sandbox != nil {
+		sandboxLogin.WriteBanner(stdout, cfg)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go purgeNonces(ctx, store, logger)
+	reconcileDone := make(chan struct{})
+	go func() {
+		defer close(reconcileDone)
+		srv.RunReconcile(ctx)
+	}()
 
 	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
 	// ACME challenges and the redirect to HTTPS.
@@ -210,9 +283,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	sdNotify(getenv, logger, "STOPPING=1")
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer stop()
+	if sandbox != nil {
+		// Its pending callbacks and idle connections would hold up shutdown.
+		_ = sandbox.Close()
+	}
 	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
 	}
+	cancel()
+	<-reconcileDone
 	return err
 }
 

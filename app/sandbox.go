@@ -14,10 +14,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // SandboxOptions tune the simulated Plivo. Zero values take defaults.
@@ -71,7 +74,9 @@ type Sandbox struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	// wg counts the goroutines simulating messages; Close waits for them.
-	wg sync.WaitGroup
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 
 	mu       sync.Mutex
 	rng      *mrand.Rand
@@ -162,18 +167,77 @@ func (sb *Sandbox) Configure(cfg *Config) {
 	}
 }
 
-// Close stops the API and every pending callback, and waits for them.
-func (sb *Sandbox) Close() error {
-	sb.cancel()
-	err := sb.srv.Close()
-	sb.wg.Wait()
-	// Idle keep-alive connections (some never used: Go's transport dials
-	// spares) would hold up the server's graceful shutdown.
-	sb.client.CloseIdleConnections()
-	if err != nil {
-		return fmt.Errorf("close sandbox: %w", err)
+// SandboxDataDir is where serve --sandbox keeps its data: beside the
+// configured data_dir, never in it (./data-sandbox by default), so simulated
+// messages never mix with real ones.
+func SandboxDataDir(dataDir string) string { return filepath.Clean(dataDir) + "-sandbox" }
+
+// SandboxLogin is what the sandbox banner shows to get in.
+type SandboxLogin struct {
+	Username string
+	// Password is generated for this run, or "" when dashboard.password_hash
+	// is configured (then the operator knows it).
+	Password string
+	APIToken string
+}
+
+// ConfigureServe prepares cfg for serve --sandbox: Plivo pointed at the
+// sandbox (see Configure), data in SandboxDataDir, and, when none is
+// configured, a dashboard password and an API token generated for this run
+// (printing them is fine: they guard simulated data on loopback).
+func (sb *Sandbox) ConfigureServe(cfg *Config) (SandboxLogin, error) {
+	sb.Configure(cfg)
+	cfg.Server.DataDir = SandboxDataDir(cfg.Server.DataDir)
+	login := SandboxLogin{Username: cfg.Dashboard.Username}
+	if cfg.Dashboard.PasswordHash == "" {
+		login.Password = randomAlnum(16)
+		h, err := bcrypt.GenerateFromPassword([]byte(login.Password), bcrypt.DefaultCost)
+		if err != nil {
+			return login, fmt.Errorf("hash sandbox password: %w", err)
+		}
+		cfg.Dashboard.PasswordHash = Secret(h)
 	}
-	return nil
+	if len(cfg.Dashboard.APITokens) == 0 {
+		cfg.Dashboard.APITokens = []Secret{Secret(randomAlnum(32))}
+	}
+	login.APIToken = string(cfg.Dashboard.APITokens[0])
+	return login, nil
+}
+
+// WriteBanner prints how to use a sandbox server: the dashboard, the login
+// and a send command to try.
+func (l SandboxLogin) WriteBanner(w io.Writer, cfg Config) {
+	password := l.Password
+	if password == "" {
+		password = "(the password of dashboard.password_hash)"
+	}
+	fmt.Fprintf(w, `
+  plivo-dlr sandbox: a simulated Plivo, no account needed (data in %s)
+
+  dashboard  %s/
+  login      %s / %s
+  API token  %s
+
+  try        PLIVO_DLR_API_TOKEN=%s go run . send --to +14155550123 --text "hello"
+             (or plivo-dlr send ...); %.0f%% of messages fail, as on a real network
+
+`, cfg.Server.DataDir, cfg.EffectivePublicURL(), l.Username, password, l.APIToken, l.APIToken, 100*cfg.Sandbox.FailureShare)
+}
+
+// Close stops the API and every pending callback, and waits for them. It
+// may be called more than once.
+func (sb *Sandbox) Close() error {
+	sb.closeOnce.Do(func() {
+		sb.cancel()
+		if err := sb.srv.Close(); err != nil {
+			sb.closeErr = fmt.Errorf("close sandbox: %w", err)
+		}
+		sb.wg.Wait()
+		// Idle keep-alive connections (some never used: Go's transport
+		// dials spares) would hold up the server's graceful shutdown.
+		sb.client.CloseIdleConnections()
+	})
+	return sb.closeErr
 }
 
 // plivoAPIError answers like Plivo: {"api_id": ..., "error": reason}.
