@@ -118,11 +118,27 @@ func (t statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// plivo-go reads the body to the end but never closes it, which
+		// keeps the client's timeout goroutine alive until the timeout.
+		resp.Body = &closeAtEOF{ReadCloser: resp.Body}
 		return resp, nil
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
 	resp.Body.Close()
 	return nil, &PlivoError{Status: resp.StatusCode, Reason: plivoReason(resp.StatusCode, body)}
+}
+
+// closeAtEOF closes the body once it has been read to the end.
+type closeAtEOF struct {
+	io.ReadCloser
+}
+
+func (b *closeAtEOF) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.ReadCloser.Close()
+	}
+	return n, err
 }
 
 // plivoReason extracts Plivo's error text: {"api_id": ..., "error": "..."}

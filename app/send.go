@@ -56,7 +56,10 @@ type Recipients []string
 func (r *Recipients) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
-		*r = strings.Split(one, "<")
+		*r = nil
+		if one != "" {
+			*r = strings.Split(one, "<")
+		}
 		return nil
 	}
 	var many []string
