@@ -85,8 +85,8 @@ func within(t *testing.T, ctx context.Context, d time.Duration, what string, act
 	}
 }
 
-// value runs one action that returns a value, within 5 s.
-func value[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
+// browserValue runs one action that returns a value, within 5 s.
+func browserValue[T any](t *testing.T, ctx context.Context, what string, a chromedp.Action[T]) T {
 	t.Helper()
 	c, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -147,9 +147,9 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(rowA("undelivered"))),
 		chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
 	)
-	events := value(t, ctx, "read the events",
+	events := browserValue(t, ctx, "read the events",
 		chromedp.Evaluate[[]string](`[...document.querySelectorAll("#detail ol.events li .status")].map(e => e.textContent)`))
-	detail := value(t, ctx, "read the detail", chromedp.TextContent(chromedp.CSS(`#detail-body`)))
+	detail := browserValue(t, ctx, "read the detail", chromedp.TextContent(chromedp.CSS(`#detail-body`)))
 	if got, want := strings.Join(events, ","), "queued,sent,undelivered"; got != want {
 		t.Errorf("detail events: got %s, want %s", got, want)
 	}
@@ -182,7 +182,7 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+uuidB+`"][data-status="delivered"]`)),
 	)
-	rows := value(t, ctx, "count rows", chromedp.Evaluate[int](`document.querySelectorAll("#messages tbody tr").length`))
+	rows := browserValue(t, ctx, "count rows", chromedp.Evaluate[int](`document.querySelectorAll("#messages tbody tr").length`))
 	if rows != 2 {
 		t.Errorf("rows after catch-up: got %d, want 2", rows)
 	}
@@ -190,5 +190,5 @@ func TestDashboardBrowser(t *testing.T) {
 	// Statistics reflect what was stored.
 	within(t, ctx, 10*time.Second, "stats to show both messages",
 		chromedp.Poll[chromedp.Void](`document.querySelector("#counts").textContent.includes("total2")`, chromedp.WithPollingTimeout(8*time.Second)))
-	t.Logf("stats after catch-up: %s", value(t, ctx, "read stats", chromedp.TextContent(chromedp.CSS(`#counts`))))
+	t.Logf("stats after catch-up: %s", browserValue(t, ctx, "read stats", chromedp.TextContent(chromedp.CSS(`#counts`))))
 }

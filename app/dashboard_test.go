@@ -223,3 +223,6 @@ func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// netListenLoopback listens on a free loopback port.
+func netListenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -121,7 +121,7 @@ func TestWSReplayThenLive(t *testing.T) {
 	})
 	t.Run("duplicate callback sends nothing", func(t *testing.T) {
 		c := dialStream(t, d, -1, nil)
-		readFrame(t, c) // ready
+		readFrame(t, c)                                                            // ready
 		d.sendCallback(t, "cccccccc-0000-4000-8000-000000000001", "queued", "", 1) // identical: duplicate
 		d.sendCallback(t, "cccccccc-0000-4000-8000-000000000001", "sent", "", 2)
 		if f := readFrame(t, c); f.Cursor != 10 || f.Message.Status != "sent" {

@@ -1,0 +1,195 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+)
+
+// wsBenchIngest sends total signed callbacks from senders keep-alive
+// connections as fast as the server takes them and returns the rate. ack,
+// if not nil, records when each (uuid, status) got its 200.
+func wsBenchIngest(b *testing.B, d *dashServer, senders, total int, run string, ack *sync.Map) float64 {
+	b.Helper()
+	hc := &fasthttp.HostClient{Addr: d.addr, MaxConns: senders, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+	statuses := [3]string{"queued", "sent", "delivered"}
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for msg := 0; ; msg++ {
+				uuid := fmt.Sprintf("%s-%04d-4000-8000-%012d", run, w, msg)
+				for i, status := range statuses {
+					if next.Add(1) > int64(total) {
+						return
+					}
+					r := signedCallback(b, d.cfg, d.addr, callbackForm(uuid, status, "", i+1))
+					body, _ := io.ReadAll(r.Body)
+					req.Reset()
+					req.SetRequestURI(r.URL.String())
+					req.Header.SetMethod(fasthttp.MethodPost)
+					for k := range r.Header {
+						req.Header.Set(k, r.Header.Get(k))
+					}
+					req.SetBody(body)
+					err := hc.Do(req, resp)
+					if err != nil || resp.StatusCode() != fasthttp.StatusOK {
+						failed.Add(1)
+						continue
+					}
+					if ack != nil {
+						ack.Store(uuid+"/"+status, time.Now())
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d of %d callbacks not answered 200", n, total)
+	}
+	return float64(total) / elapsed.Seconds()
+}
+
+// BenchmarkWSFanout measures callback ingestion over loopback HTTP (fsync
+// on, 64 concurrent senders) with no WebSocket clients and then with 500
+// connected clients, and the delay from a callback's 200 to its frame at
+// the clients. Each iteration ingests 3000 callbacks per phase; run e.g.
+//
+//	go test -run '^$' -bench BenchmarkWSFanout -benchtime 5x ./app
+func BenchmarkWSFanout(b *testing.B) {
+	const (
+		clients  = 500
+		sampled  = 10 // clients that decode frames to time them; the rest discard
+		senders  = 64
+		perPhase = 3000
+	)
+	d := startDashServer(b, nil)
+	total := perPhase * b.N
+
+	// Phase 1: no clients.
+	without := wsBenchIngest(b, d, senders, total, "a0000000", nil)
+
+	// Phase 2: 500 clients connected.
+	type recv struct {
+		mu   sync.Mutex
+		at   map[string]time.Time
+		last atomic.Uint64
+	}
+	recvs := make([]*recv, sampled)
+	conns := make([]*websocket.Conn, clients)
+	var frames atomic.Int64
+	var wg sync.WaitGroup
+	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	for i := range clients {
+		conn, _, err := dialer.Dial("ws://"+d.addr+"/ws", http.Header{"Authorization": {"Bearer " + dashAPIToken}})
+		if err != nil {
+			b.Fatalf("dial client %d: %v", i, err)
+		}
+		conns[i] = conn
+		var r *recv
+		if i < sampled {
+			r = &recv{at: map[string]time.Time{}}
+			recvs[i] = r
+		}
+		wg.Add(1)
+		// Each reader exits when its connection is closed at the end.
+		go func() {
+			defer wg.Done()
+			if r == nil {
+				// A load sink: read the raw bytes in large chunks without
+				// parsing frames, so the benchmark's own clients take as
+				// little of the shared CPU as possible.
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := conn.NetConn().Read(buf); err != nil {
+						return
+					}
+				}
+			}
+			for {
+				_, rd, err := conn.NextReader()
+				if err != nil {
+					return
+				}
+				frames.Add(1)
+				var f wsFrame
+				if err := json.NewDecoder(rd).Decode(&f); err != nil {
+					return
+				}
+				now := time.Now()
+				if f.Type == frameStatusUpdate {
+					r.mu.Lock()
+					r.at[f.Message.MessageUUID+"/"+f.Message.Status] = now
+					r.mu.Unlock()
+				}
+				r.last.Store(max(r.last.Load(), f.Cursor))
+			}
+		}()
+	}
+	waitFor(b, 30*time.Second, "all clients subscribed", func() bool { return d.srv.hub.Clients() == clients })
+
+	var ack sync.Map
+	b.ResetTimer()
+	with := wsBenchIngest(b, d, senders, total, "b0000000", &ack)
+	b.StopTimer()
+	final := uint64(2 * total)
+	waitFor(b, 60*time.Second, "sampled clients to receive every frame", func() bool {
+		for _, r := range recvs {
+			if r.last.Load() < final {
+				return false
+			}
+		}
+		return true
+	})
+	if n := d.srv.hub.Clients(); n != clients {
+		b.Errorf("clients still connected: got %d, want %d (some were dropped as too slow)", n, clients)
+	}
+
+	var delays []time.Duration
+	ack.Range(func(k, v any) bool {
+		for _, r := range recvs {
+			r.mu.Lock()
+			at, ok := r.at[k.(string)]
+			r.mu.Unlock()
+			if ok {
+				// The frame is published before the 200 is written, so it
+				// can arrive first: that is no delay.
+				delays = append(delays, max(at.Sub(v.(time.Time)), 0))
+			}
+		}
+		return true
+	})
+	if len(delays) == 0 {
+		b.Fatal("no frame delays measured")
+	}
+	slices.Sort(delays)
+	for _, c := range conns {
+		c.Close()
+	}
+	wg.Wait()
+
+	b.ReportMetric(without, "ingest/s-no-clients")
+	b.ReportMetric(with, "ingest/s-500-clients")
+	b.ReportMetric(with/without, "ingest-ratio")
+	b.ReportMetric(float64(delays[len(delays)/2])/1e6, "frame-p50-ms")
+	b.ReportMetric(float64(delays[len(delays)*99/100])/1e6, "frame-p99-ms")
+	b.ReportMetric(float64(frames.Load())/float64(sampled), "frames/sampled-client")
+}
