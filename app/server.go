@@ -148,6 +148,8 @@ func (s *Server) routes() {
 	api.Post("/messages", s.handleSend)
 	api.Get("/config", s.handleConfig)
 	api.Get("/stats", s.handleStats)
+	api.Get("/export", s.handleExport)
+	api.Get("/backup", s.handleBackup)
 	s.dashboardRoutes()
 }
 
