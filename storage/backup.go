@@ -17,8 +17,22 @@ import (
 // instead) and a remap past the initial mmap size waits for it, so close it
 // as soon as the copy ends or its reader goes away.
 type Snapshot struct {
+	s    *Store
 	tx   *bolt.Tx
 	once sync.Once
+}
+
+// closingWriter fails writes once the store is closing.
+type closingWriter struct {
+	w io.Writer
+	s *Store
+}
+
+func (cw closingWriter) Write(p []byte) (int, error) {
+	if cw.s.closed.Load() {
+		return 0, ErrClosed
+	}
+	return cw.w.Write(p)
 }
 
 // Snapshot begins a consistent view of the database; the caller must Close it.
@@ -33,15 +47,17 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin snapshot: %w", err)
 	}
-	return &Snapshot{tx: tx}, nil
+	return &Snapshot{s: s, tx: tx}, nil
 }
 
 // Size is the number of bytes WriteTo writes.
 func (sn *Snapshot) Size() int64 { return sn.tx.Size() }
 
-// WriteTo writes the snapshot, itself a valid bbolt file, to w.
+// WriteTo writes the snapshot, itself a valid bbolt file, to w. It fails
+// with ErrClosed once the store starts closing, whose last step waits for
+// every read transaction to end.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
-	n, err := sn.tx.WriteTo(w)
+	n, err := sn.tx.WriteTo(closingWriter{w: w, s: sn.s})
 	if err != nil {
 		return n, fmt.Errorf("write snapshot: %w", err)
 	}
