@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -22,8 +22,10 @@ const applyTimeout = 6 * time.Second
 func (s *Server) handleCallback(c *fiber.Ctx) error {
 	start := time.Now()
 	result, err := s.ingestCallback(c)
-	s.metrics.callbacks.WithLabelValues(result).Inc()
-	s.metrics.callbackDuration.Observe(time.Since(start).Seconds())
+	if s.cfg.Metrics.Enabled {
+		s.metrics.callbacks.WithLabelValues(result).Inc()
+		s.metrics.callbackDuration.Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return err
 	}
@@ -120,7 +122,7 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 		cause = "missing"
 	case !s.diagnoseLimit.allow(s.now()):
 		// Diagnose costs a few hundred HMACs: a flood of forgeries must not
-		// turn it into a CPU amplifier, and one hint a second is plenty.
+		// turn it into a CPU amplifier, and a few hints a second are plenty.
 		cause = "undiagnosed"
 	default:
 		hint = s.verifier.Diagnose(req, string(c.Request().Host()))
@@ -136,13 +138,23 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 	s.log.Warn("callback rejected: bad signature", attrs...)
 }
 
-// everySecond lets one caller through per second.
-type everySecond struct{ last atomic.Int64 }
+// perSecond lets at most limit callers through in each one-second window.
+type perSecond struct {
+	limit  int
+	mu     sync.Mutex
+	window int64 // unix second of the current window
+	used   int
+}
 
-func (e *everySecond) allow(now time.Time) bool {
-	last := e.last.Load()
-	if now.UnixNano()-last < int64(time.Second) {
+func (p *perSecond) allow(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sec := now.Unix(); sec != p.window {
+		p.window, p.used = sec, 0
+	}
+	if p.used >= p.limit {
 		return false
 	}
-	return e.last.CompareAndSwap(last, now.UnixNano())
+	p.used++
+	return true
 }

@@ -40,7 +40,7 @@ type Server struct {
 	now      func() time.Time
 	verifier *SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
-	diagnoseLimit everySecond
+	diagnoseLimit perSecond
 	publicURL     string
 	apiTokens     [][]byte
 	metrics       *Metrics
@@ -95,6 +95,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.apiTokens = append(s.apiTokens, []byte(t))
 	}
 	s.metrics = NewMetrics(opts.Registry)
+	s.diagnoseLimit.limit = 10
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
