@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -219,7 +220,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	store, err := storage.Open(filepath.Join(cfg.Server.DataDir, "plivo-dlr.db"), storage.Options{})
+	// The registry comes before the store, which reports its commits to it.
+	reg := prometheus.NewRegistry()
+	var storeOpts storage.Options
+	if cfg.Metrics.Enabled {
+		storeOpts.OnCommit = app.NewCommitObserver(reg)
+	}
+	store, err := storage.Open(filepath.Join(cfg.Server.DataDir, "plivo-dlr.db"), storeOpts)
 	if err != nil {
 		return fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
 	}
@@ -229,7 +236,6 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}()
 
-	reg := prometheus.NewRegistry()
 	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil})
 	if err != nil {
 		return err
@@ -239,6 +245,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
 	}
+	stopMetrics, err := serveMetrics(cfg.Metrics, srv, logger)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	logger.Info("plivo-dlr started", "version", buildVersion(), "addr", ln.Addr().String(),
 		"callback_url", cfg.CallbackURL(), "data_dir", cfg.Server.DataDir)
 	if len(cfg.AuthTokens()) == 0 {
@@ -293,6 +305,36 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	cancel()
 	<-reconcileDone
 	return err
+}
+
+// serveMetrics serves /metrics on a listener of its own when metrics.listen
+// is set (the main listener then does not serve it) and returns the function
+// that stops it.
+func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (stop func(), err error) {
+	if !cfg.Enabled || cfg.Listen == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s (metrics.listen): %w", cfg.Listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", srv.MetricsHandler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Serve returns when stop shuts the server down.
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics listener failed", "addr", cfg.Listen, "err", err)
+		}
+	}()
+	logger.Info("metrics listening", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(ctx); err != nil {
+			logger.Warn("stop metrics listener", "err", err)
+		}
+	}, nil
 }
 
 // reloadOnHangup reloads the TLS certificate files on SIGHUP (systemctl

@@ -96,6 +96,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.metrics = NewMetrics(opts.Registry)
 	s.diagnoseLimit.limit = 10
+	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
@@ -138,6 +139,7 @@ func (s *Server) routes() {
 	}
 	app.Get("/healthz", s.handleHealthz)
 	app.Get("/readyz", s.handleReadyz)
+	s.metricsRoutes()
 
 	cb := s.cfg.Plivo.CallbackPath
 	app.Post(cb, s.handleCallback)
