@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -70,7 +71,11 @@ func (r *Retention) Sweep(ctx context.Context) (storage.SweepResult, error) {
 		"stats_hours", res.StatsHours, "transactions", res.Transactions,
 		"duration", time.Since(start).Round(time.Millisecond),
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, context.Canceled):
+		r.log.Info("retention sweep interrupted", attrs...)
+		return res, err
+	case err != nil:
 		r.log.Warn("retention sweep failed", append(attrs, "err", err)...)
 		return res, err
 	}
