@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,10 @@ commands:
   serve [-config FILE] [--sandbox]   run the server (--sandbox: with a simulated Plivo)
   send --to NUMBER --text TEXT [--media URL]... [--from SENDER] [-config FILE] [--server URL] [--token TOKEN]
                                      send an SMS/MMS through a running server, print the message UUIDs
+  backup --out FILE [-config FILE] [--server URL] [--token TOKEN]
+                                     save a consistent copy of a running server's database
+  export [--format csv|ndjson] [--since T] [--until T] [--status S] [--out FILE] [-config FILE] [--server URL] [--token TOKEN]
+                                     stream a running server's messages, oldest first (stdout by default)
   check-config -config FILE          validate a config file and print it, secrets masked
   hash-password                      read a password on stdin, print its bcrypt hash
   version                            print the version
@@ -69,6 +74,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdServe(ctx, rest, stdout, stderr, getenv)
 	case "send":
 		err = cmdSend(ctx, rest, stdout, stderr, getenv)
+	case "backup":
+		err = cmdBackup(ctx, rest, stdout, stderr, getenv)
+	case "export":
+		err = cmdExport(ctx, rest, stdout, stderr, getenv)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr, getenv)
 	case "hash-password":
@@ -190,6 +199,122 @@ func cmdHashPassword(stdin io.Reader, stdout io.Writer) error {
 	return nil
 }
 
+// apiFlags are the flags of the commands that talk to a running server's
+// API (bbolt locks the data file to the server process).
+type apiFlags struct {
+	config, server, token *string
+}
+
+// addAPIFlags registers -config, --server and --token on fs.
+func addAPIFlags(fs *flag.FlagSet) apiFlags {
+	return apiFlags{
+		config: fs.String("config", "", "config file (TOML) giving the server URL and an API token"),
+		server: fs.String("server", "", "server URL (default: the config's public URL)"),
+		token:  fs.String("token", "", "API token (default: $PLIVO_DLR_API_TOKEN, else the config's first dashboard.api_tokens)"),
+	}
+}
+
+// apiClientFromFlags resolves the server URL and API token once f is
+// parsed: the flags first, then $PLIVO_DLR_API_TOKEN for the token, then
+// the config (its effective public URL, its first dashboard.api_tokens).
+func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, token string, err error) {
+	cfg, err := app.LoadConfig(*f.config, getenv)
+	if err != nil {
+		return "", "", err
+	}
+	serverURL, token = *f.server, *f.token
+	if serverURL == "" {
+		serverURL = cfg.EffectivePublicURL()
+	}
+	if token == "" {
+		token = getenv("PLIVO_DLR_API_TOKEN")
+	}
+	if token == "" && len(cfg.Dashboard.APITokens) > 0 {
+		token = string(cfg.Dashboard.APITokens[0])
+	}
+	return serverURL, token, nil
+}
+
+// cmdBackup saves a consistent snapshot of a running server's database to
+// --out, verified before it replaces anything.
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlagSet("backup", stderr)
+	out := fs.String("out", "", "file to write the backup to (written to FILE.tmp, verified, then renamed)")
+	af := addAPIFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{errors.New("backup: --out is required")}
+	}
+	server, token, err := apiClientFromFlags(af, getenv)
+	if err != nil {
+		return err
+	}
+	res, err := app.BackupViaAPI(ctx, server, token, *out)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d bytes, %d messages, last event cursor %d, schema %d\n",
+		res.Path, res.Bytes, res.Info.Messages, res.Info.LastCursor, res.Info.SchemaVersion)
+	return nil
+}
+
+// cmdExport streams a running server's messages as CSV or NDJSON to stdout
+// or --out.
+func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlagSet("export", stderr)
+	format := fs.String("format", "ndjson", "csv or ndjson")
+	since := fs.String("since", "", "first seen at or after: RFC 3339, unix seconds or a duration back from now (24h)")
+	until := fs.String("until", "", "first seen before (same forms as --since)")
+	status := fs.String("status", "", "only this status (pending: any non-final one)")
+	out := fs.String("out", "", "file to write (default: stdout)")
+	af := addAPIFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *format != "csv" && *format != "ndjson" {
+		return usageError{fmt.Errorf("export: --format must be csv or ndjson (got %q)", *format)}
+	}
+	server, token, err := apiClientFromFlags(af, getenv)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"format": {*format}}
+	for k, v := range map[string]string{"since": *since, "until": *until, "status": *status} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if *out == "" {
+		if _, err := app.ExportViaAPI(ctx, server, token, q, stdout); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		return nil
+	}
+	// Write beside the target and rename, so --out is never half a file.
+	tmp := *out + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("export: create file: %w", err)
+	}
+	_, err = app.ExportViaAPI(ctx, server, token, q, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, *out)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("export: %w", err)
+	}
+	return nil
+}
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlagSet("serve", stderr)
 	path := fs.String("config", "", "config file (TOML); without one, defaults serve HTTP on 127.0.0.1:8080 with data in ./data")
@@ -263,6 +388,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go purgeNonces(ctx, store, logger)
+	go app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx)
 	reconcileDone := make(chan struct{})
 	go func() {
 		defer close(reconcileDone)
