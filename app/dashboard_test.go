@@ -97,6 +97,16 @@ func (d *dashServer) start(tb testing.TB, ln net.Listener) {
 	}
 	d.errc = make(chan error, 1)
 	go func() { d.errc <- d.srv.Serve(ln) }()
+	// Shutdown before Fiber has started serving would be lost (Serve would
+	// then run forever), so wait until it answers.
+	waitFor(tb, 10*time.Second, "server to answer /healthz", func() bool {
+		resp, err := http.Get(d.url("/healthz"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 // stop shuts the server down and closes the store; safe to call twice.
