@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -60,6 +61,11 @@ type Server struct {
 	reconcile ReconcileOptions
 
 	fiber *fiber.App
+	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
+	// still ends it (see Shutdown).
+	lnMu    sync.Mutex
+	ln      net.Listener
+	stopped bool
 }
 
 // Notifier is told about each event after it is durably stored.
@@ -168,6 +174,14 @@ func (s *Server) App() *fiber.App { return s.fiber }
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	if s.stopped {
+		s.lnMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.lnMu.Unlock()
 	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
@@ -182,8 +196,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err := s.hub.Close(ctx); err != nil {
 		s.log.Warn("websocket clients did not close in time", "err", err)
 	}
+	s.lnMu.Lock()
+	s.stopped = true
+	ln := s.ln
+	s.lnMu.Unlock()
 	if err := s.fiber.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("shutdown http: %w", err)
+	}
+	// Fiber's shutdown does nothing if it has not started serving yet; a
+	// Serve that began just before would then serve forever. Closing its
+	// listener ends it (a no-op after a shutdown that did run).
+	if ln != nil {
+		_ = ln.Close()
 	}
 	return nil
 }
