@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -574,7 +575,7 @@ func TestAlertRules(t *testing.T) {
 //
 //	go test -run '^$' -bench BenchmarkIngestMetrics -benchtime 30000x ./app
 func BenchmarkIngestMetrics(b *testing.B) {
-	const clients, rounds = 64, 5
+	const clients, rounds = 64, 7
 	total := max(b.N, 3*clients)
 	start := func(on bool) string {
 		env := startMetricsServer(b, "", nil, func(c *Config) {
@@ -611,4 +612,37 @@ func BenchmarkIngestMetrics(b *testing.B) {
 	b.ReportMetric(median(offRates), "off_callbacks/s")
 	b.ReportMetric(median(ratios), "off/on")
 	b.Logf("off/on per round: %.3f", ratios)
+}
+
+// BenchmarkMetricsPerCallback measures the CPU a stored callback spends on
+// metrics with metrics on: the notifier (a final delivered message, the
+// most work it does), the callback counter and duration, and the commit
+// hook's observation. Compare with the cost of a callback from
+// BenchmarkIngest (tens of microseconds of CPU).
+//
+//	go test -run '^$' -bench BenchmarkMetricsPerCallback -benchmem ./app
+func BenchmarkMetricsPerCallback(b *testing.B) {
+	store, err := storage.Open(filepath.Join(b.TempDir(), "bench.db"), storage.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	d := newDeliveryMetrics(reg, store, time.Now, slog.New(slog.DiscardHandler))
+	commit := NewCommitObserver(reg)
+	q := time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC)
+	r := q.Add(5 * time.Second)
+	ev := storage.Event{MessageUUID: "a0000000-0000-4000-8000-000000000001", Status: storage.StatusDelivered}
+	res := storage.ApplyResult{BecameTerminal: true, StatusChanged: true, Message: storage.Message{
+		Status: storage.StatusDelivered, ErrorCode: "000", QueuedTime: &q, DeliveryReportTime: &r,
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		d.Notify(ev, res)
+		m.callbacks.WithLabelValues(resultStored).Inc()
+		m.callbackDuration.Observe(time.Since(start).Seconds())
+		commit(time.Since(start), 1)
+	}
 }
