@@ -95,10 +95,8 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
-	ev.Cursor = res.Cursor
-	for _, n := range s.notifiers {
-		n.Notify(ev, res)
-	}
+	// The notifiers (stream, metrics) heard of this event from the store's
+	// writer, in cursor order, before Apply returned.
 	if res.Duplicate {
 		return resultDuplicate, nil
 	}

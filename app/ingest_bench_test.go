@@ -87,6 +87,7 @@ func runLoad(b *testing.B, addr string, clients, total int, runID string) loadRe
 	latencies := make([]time.Duration, total)
 	var next atomic.Int64
 	var non200 atomic.Int64
+	var msgSeq atomic.Int64
 	statuses := [3]string{"queued", "sent", "delivered"}
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -97,8 +98,8 @@ func runLoad(b *testing.B, addr string, clients, total int, runID string) loadRe
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
-			for msg := 0; ; msg++ {
-				uuid := fmt.Sprintf("%s-%04d-4000-8000-%012d", runID, w, msg)
+			for {
+				uuid := plivoLikeUUID(uint64(msgSeq.Add(1)))
 				for i, status := range statuses {
 					n := next.Add(1) - 1
 					if n >= int64(total) {
@@ -176,4 +177,15 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportMetric(bare.perSecond/durable.perSecond, "bare/durable")
 		})
 	}
+}
+
+// v1Epoch is a fixed start for benchmark UUID timestamps.
+var v1Epoch = uint64(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()/100) + 0x01B21DD213814000
+
+// plivoLikeUUID returns a distinct version-1 UUID for n, shaped like Plivo's
+// MessageUUIDs (time-based: the first group is the fast-moving low part of a
+// 100 ns timestamp).
+func plivoLikeUUID(n uint64) string {
+	t := v1Epoch + uint64(time.Now().UnixNano()/100)%(1<<40) + n
+	return fmt.Sprintf("%08x-%04x-1%03x-8%03x-%012x", uint32(t), uint16(t>>32), uint16(t>>48)&0xfff, n&0xfff, n)
 }

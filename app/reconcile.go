@@ -221,10 +221,6 @@ func (s *Server) reconcileMessage(m storage.Message) (string, error) {
 	if err != nil {
 		return reconcileError, fmt.Errorf("store reconcile event: %w", err)
 	}
-	ev.Cursor = res.Cursor
-	for _, n := range s.notifiers {
-		n.Notify(ev, res)
-	}
 	switch {
 	case ev.Payload[payloadReconcileResult] == reconcileNotFound:
 		return reconcileNotFound, nil

@@ -66,8 +66,8 @@ func TestSandboxEndToEnd(t *testing.T) {
 	defer conn.Close()
 
 	// The stream reader records each message's status from the frame with
-	// the highest cursor, as a client must: the hub publishes in the order
-	// concurrent commits return, which is not always cursor order.
+	// the highest cursor and counts frames that do not follow the previous
+	// one's cursor: the store publishes in commit order, so there must be none.
 	var (
 		mu        sync.Mutex
 		wsStatus  = map[string]string{}
@@ -93,7 +93,7 @@ func TestSandboxEndToEnd(t *testing.T) {
 				continue
 			}
 			mu.Lock()
-			if f.Cursor <= last {
+			if f.Cursor != last+1 {
 				wsBackInt++
 			}
 			last = max(last, f.Cursor)
@@ -222,7 +222,10 @@ func TestSandboxEndToEnd(t *testing.T) {
 		}
 	}
 	mu.Lock()
-	t.Logf("%d callbacks arrived out of Plivo's sequence; %d stream frames came after a higher cursor", outOfOrder, wsBackInt)
+	t.Logf("%d callbacks arrived out of Plivo's sequence", outOfOrder)
+	if wsBackInt != 0 {
+		t.Errorf("%d stream frames did not follow the previous frame's cursor, want 0 (frames in cursor order, no gaps)", wsBackInt)
+	}
 	mu.Unlock()
 	for _, result := range []string{resultInvalidSignature, resultReplayed, resultMalformed, resultError} {
 		if got := testutil.ToFloat64(env.srv.metrics.callbacks.WithLabelValues(result)); got != 0 {

@@ -302,15 +302,11 @@ func (s *Server) recordSent(msg preparedSend, apiID string, uuids []string, prin
 			},
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
-		res, err := s.store.Apply(ctx, ev)
+		// The store's writer tells the notifiers, in cursor order.
+		_, err := s.store.Apply(ctx, ev)
 		cancel()
 		if err != nil {
 			s.log.Error("record sent message", "message_uuid", uuid, "err", err)
-			continue
-		}
-		ev.Cursor = res.Cursor
-		for _, n := range s.notifiers {
-			n.Notify(ev, res)
 		}
 	}
 }

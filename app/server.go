@@ -120,6 +120,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
 	s.AddNotifier(s.hub)
+	opts.Store.SetOnApplied(s.publish)
 	s.wsUpgrade = s.newWSUpgrader()
 
 	s.fiber = fiber.New(fiber.Config{
@@ -164,6 +165,15 @@ func (s *Server) routes() {
 
 // AddNotifier registers n to hear about stored events. Call before Serve.
 func (s *Server) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
+
+// publish tells every notifier about one stored event. The store's writer
+// calls it after each commit in cursor order, whoever made the event
+// (callback, send, reconcile), so the stream never reorders a batch.
+func (s *Server) publish(a storage.Applied) {
+	for _, n := range s.notifiers {
+		n.Notify(a.Event, a.Result)
+	}
+}
 
 // Metrics returns the server's collectors.
 func (s *Server) Metrics() *Metrics { return s.metrics }

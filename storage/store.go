@@ -70,6 +70,8 @@ type Store struct {
 	path     string
 	now      func() time.Time
 	onCommit func(time.Duration, int)
+	// onApplied is the SetOnApplied hook.
+	onApplied atomic.Pointer[func(Applied)]
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
@@ -315,4 +317,16 @@ func (s *Store) PurgeNonces(now time.Time, max int) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// SetOnApplied makes the writer call fn with every newly stored event
+// (duplicates and rejected requests excluded) after each commit, in cursor
+// order, before the callers of Apply are answered. fn runs on the writer
+// goroutine, so it must be quick and must not call the store; nil removes it.
+func (s *Store) SetOnApplied(fn func(Applied)) {
+	if fn == nil {
+		s.onApplied.Store(nil)
+		return
+	}
+	s.onApplied.Store(&fn)
 }

@@ -43,6 +43,12 @@ type ApplyResult struct {
 	BecameTerminal bool
 }
 
+// Applied is an event a commit stored, with what Apply returned for it.
+type Applied struct {
+	Event  Event
+	Result ApplyResult
+}
+
 // request is one unit of work for the writer: an event to apply, or a
 // generic write (fn). Requests are pooled; done has capacity 1 so the writer
 // never blocks answering.
@@ -226,6 +232,9 @@ func (w *writerState) commit() {
 		if err == nil && w.s.onCommit != nil {
 			w.s.onCommit(time.Since(start), len(w.live))
 		}
+		if err == nil {
+			w.publish()
+		}
 		var re *requestError
 		if errors.As(err, &re) {
 			w.live[re.i].err = re.err
@@ -243,6 +252,21 @@ func (w *writerState) commit() {
 		break
 	}
 	clear(w.live)
+}
+
+// publish hands every event the commit newly stored to the OnApplied hook,
+// in cursor order, before any caller is answered: publishing from the
+// callers' goroutines instead would reorder events of one batch.
+func (w *writerState) publish() {
+	hook := w.s.onApplied.Load()
+	if hook == nil {
+		return
+	}
+	for _, r := range w.live {
+		if r.fn == nil && r.err == nil && !r.res.Duplicate {
+			(*hook)(Applied{Event: r.ev, Result: r.res})
+		}
+	}
 }
 
 func (w *writerState) applyAll(tx *bolt.Tx) error {
