@@ -5,10 +5,6 @@ import { describeError } from "./errors.js";
 const $ = (sel, root = document) => root.querySelector(sel);
 const tbody = $("#messages tbody");
 
-// Frames of one storage batch can reach us slightly out of cursor order, so
-// a reconnect asks again for a margin before the highest cursor seen; the
-// per-message cursor check below drops what we already have.
-const RESUME_MARGIN = 256;
 
 const state = {
   cursor: null,          // highest stream cursor seen; null before the first "ready"
@@ -216,7 +212,7 @@ let refreshTimer = null;
 function connect() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   let url = `${proto}//${location.host}/ws`;
-  if (state.cursor != null) url += "?since=" + Math.max(0, state.cursor - RESUME_MARGIN);
+  if (state.cursor != null) url += "?since=" + state.cursor;
   const ws = new WebSocket(url);
   ws.onmessage = (e) => {
     let f;
