@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -22,7 +23,7 @@ const benchToken = "MzY2ZjQxZTg5NjFiY2I2NWE1OTJkNWFlNzBiZjE4"
 // startBenchServer runs a real Server with a real fsync'ing store on loopback.
 func startBenchServer(b *testing.B, mutate func(*Config)) (addr string, cfg Config) {
 	b.Helper()
-	store, err := storage.Open(filepath.Join(b.TempDir(), "bench.db"), storage.Options{})
+	store, err := storage.Open(filepath.Join(b.TempDir(), "bench.db"), storage.Options{OnCommit: benchCommits.observe, NoSync: os.Getenv("BENCH_NOSYNC") == "1"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -163,8 +164,13 @@ func BenchmarkIngest(b *testing.B) {
 			addr, _ := startBenchServer(b, nil)
 			runID := fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff)
 			b.ResetTimer()
-			bare := runLoad(b, bareAddr, clients, total, runID)
+			var bare loadResult
+			if os.Getenv("BENCH_SKIP_BARE") != "1" { // for profiling our path alone
+				bare = runLoad(b, bareAddr, clients, total, runID)
+			}
+			benchCommits.reset()
 			durable := runLoad(b, addr, clients, total, runID)
+			benchCommits.report(b)
 			b.StopTimer()
 			if durable.non200 > 0 || bare.non200 > 0 {
 				b.Fatalf("non-200 answers: durable %d, bare %d", durable.non200, bare.non200)
@@ -188,4 +194,39 @@ var v1Epoch = uint64(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()/100)
 func plivoLikeUUID(n uint64) string {
 	t := v1Epoch + uint64(time.Now().UnixNano()/100)%(1<<40) + n
 	return fmt.Sprintf("%08x-%04x-1%03x-8%03x-%012x", uint32(t), uint16(t>>32), uint16(t>>48)&0xfff, n&0xfff, n)
+}
+
+// commitStats sums the store's group commits during a benchmark.
+type commitStats struct {
+	mu       sync.Mutex
+	commits  int
+	requests int
+	total    time.Duration
+}
+
+var benchCommits commitStats
+
+func (c *commitStats) observe(d time.Duration, requests int) {
+	c.mu.Lock()
+	c.commits++
+	c.requests += requests
+	c.total += d
+	c.mu.Unlock()
+}
+
+func (c *commitStats) reset() {
+	c.mu.Lock()
+	c.commits, c.requests, c.total = 0, 0, 0
+	c.mu.Unlock()
+}
+
+// report adds the mean commit duration and batch size to b's output.
+func (c *commitStats) report(b *testing.B) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.commits == 0 {
+		return
+	}
+	b.ReportMetric(float64(c.total.Microseconds())/float64(c.commits)/1000, "commit_ms")
+	b.ReportMetric(float64(c.requests)/float64(c.commits), "events/commit")
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
@@ -313,7 +314,7 @@ func (sb *Sandbox) handleCreate(w http.ResponseWriter, r *http.Request) {
 	sb.mu.Lock()
 	for _, dst := range dsts {
 		m := &sandboxMessage{
-			UUID: newUUID(), From: strings.TrimPrefix(req.Src, "+"), To: strings.TrimPrefix(dst, "+"), Type: req.Type,
+			UUID: newMessageUUID(), From: strings.TrimPrefix(req.Src, "+"), To: strings.TrimPrefix(dst, "+"), Type: req.Type,
 			Status: "queued", MessageTime: now, UpdatedTime: now,
 			callbackURL: req.URL, cbMethod: strings.ToUpper(req.Method),
 			outcome: sb.nextOutcomeLocked(),
@@ -594,7 +595,17 @@ func (sb *Sandbox) handleGet(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// newUUID returns a random (version 4) UUID like Plivo's message UUIDs.
+// newMessageUUID returns a time-based (version 1) UUID, the kind Plivo gives
+// messages ("0c7e1a42-2f61-11ef-a3d5-0242ac120003"); the store keeps such
+// keys time-ordered, so the sandbox exercises the same write pattern.
+func newMessageUUID() string {
+	if id, err := uuid.NewUUID(); err == nil {
+		return id.String()
+	}
+	return newUUID()
+}
+
+// newUUID returns a random (version 4) UUID, as Plivo uses for api_id.
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
