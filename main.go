@@ -122,7 +122,6 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 // message UUIDs, one a line.
 func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := newFlagSet("send", stderr)
-	path := fs.String("config", "", "config file (TOML) giving the server URL and an API token")
 	to := fs.String("to", "", "destination number in E.164 (+14155550123); several joined with <")
 	text := fs.String("text", "", "message text")
 	from := fs.String("from", "", "sender (default: the server's plivo.source_number)")
@@ -131,28 +130,18 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 		media = append(media, v)
 		return nil
 	})
-	server := fs.String("server", "", "server URL (default: the config's public URL)")
-	token := fs.String("token", "", "API token (default: $PLIVO_DLR_API_TOKEN, else the config's first dashboard.api_tokens)")
+	af := addAPIFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *to == "" || (*text == "" && len(media) == 0) {
 		return usageError{errors.New("send: --to and --text (or --media) are required")}
 	}
-	cfg, err := app.LoadConfig(*path, getenv)
+	server, token, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
-	if *server == "" {
-		*server = cfg.EffectivePublicURL()
-	}
-	if *token == "" {
-		*token = getenv("PLIVO_DLR_API_TOKEN")
-	}
-	if *token == "" && len(cfg.Dashboard.APITokens) > 0 {
-		*token = string(cfg.Dashboard.APITokens[0])
-	}
-	resp, err := app.SendViaAPI(ctx, *server, *token, app.SendRequest{
+	resp, err := app.SendViaAPI(ctx, server, token, app.SendRequest{
 		To: app.Recipients(strings.Split(*to, "<")), Text: *text, MediaURLs: media, From: *from,
 	})
 	if err != nil {

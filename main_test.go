@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -116,10 +117,10 @@ level = "debug"
 var addrRE = regexp.MustCompile(`msg="plivo-dlr started".* addr=(127\.0\.0\.1:\d+)`)
 
 // startBinary starts the binary with configPath and waits until it listens.
-func startBinary(t testing.TB, configPath string) *proc {
+func startBinary(t testing.TB, configPath string, extraArgs ...string) *proc {
 	t.Helper()
 	p := &proc{stderr: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(buildBinary(t), "serve", "-config", configPath)
+	p.cmd = exec.Command(buildBinary(t), append([]string{"serve", "-config", configPath}, extraArgs...)...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -540,6 +541,8 @@ func TestRunExitCodes(t *testing.T) {
 			}
 			return ""
 		}, 2, "retention.days: from environment PLIVO_DLR_RETENTION_DAYS: not an integer"},
+		{"send without --to", []string{"send", "--text", "hi"}, noEnv, 2, "send: --to and --text (or --media) are required"},
+		{"backup without --out", []string{"backup"}, noEnv, 2, "backup: --out is required"},
 		{"version", []string{"version"}, noEnv, 0, ""},
 	}
 	for _, tt := range tests {
@@ -582,4 +585,63 @@ func TestCheckConfigMasksSecrets(t *testing.T) {
 	if !strings.Contains(out, "auth_id = 'MAXXXXXXXXXXXXXXXXXX'") || !strings.Contains(out, "auth_token = '********'") {
 		t.Errorf("effective config does not show the env values (masked):\n%s", out)
 	}
+}
+
+// TestBinarySandboxSend runs the README's first command for real: serve
+// --sandbox, then the send command through the API; the simulated Plivo's
+// signed callbacks carry the message to its final status.
+func TestBinarySandboxSend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the sandbox calls the server back on its configured port
+	dataDir := filepath.Join(t.TempDir(), "data")
+	cfgPath := filepath.Join(t.TempDir(), "config.toml")
+	cfg := fmt.Sprintf("[server]\nlisten = %q\ndata_dir = %q\n[dashboard]\napi_tokens = [%q]\n[sandbox]\nfailure_share = 0.0\n", addr, dataDir, testAPIToken)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startBinary(t, cfgPath, "--sandbox")
+	if !strings.Contains(p.stderr.String(), "plivo-dlr sandbox") {
+		t.Errorf("no sandbox banner in the output:\n%s", p.stderr.String())
+	}
+
+	out, err := exec.Command(buildBinary(t), "send", "--server", "http://"+addr, "--token", testAPIToken,
+		"--to", "+14155550123", "--text", "hello from the test").Output()
+	if err != nil {
+		t.Fatalf("send: %v\n%s", err, p.stderr.String())
+	}
+	uuid := strings.TrimSpace(string(out))
+	if len(uuid) != 36 {
+		t.Fatalf("send printed %q, want one message UUID", out)
+	}
+	var detail struct {
+		Message storage.Message `json:"message"`
+		Events  []storage.Event `json:"events"`
+	}
+	ok := waitForDeadline(20*time.Second, func() bool {
+		return p.getJSON(t, "/api/messages/"+uuid, testAPIToken, &detail) == 200 && detail.Message.Status == "delivered"
+	})
+	if !ok {
+		t.Fatalf("message %s: status %q after 20 s, want delivered\n%s", uuid, detail.Message.Status, p.stderr.String())
+	}
+	if detail.Message.Text != "hello from the test" || len(detail.Events) < 3 || detail.Events[0].Source != "send" {
+		t.Errorf("stored %+v with %d events (first from %q), want the text and send, queued.., delivered", detail.Message, len(detail.Events), detail.Events[0].Source)
+	}
+	if _, err := os.Stat(dataDir + "-sandbox"); err != nil {
+		t.Errorf("sandbox data dir: %v (want data kept apart from real data)", err)
+	}
+}
+
+func waitForDeadline(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cond()
 }
