@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -123,7 +124,8 @@ func (d *dashServer) stop(tb testing.TB) {
 	if err := <-d.errc; err != nil {
 		tb.Errorf("serve: %v", err)
 	}
-	if err := d.store.Close(); err != nil {
+	// A test may have closed the store itself (the 503 path).
+	if err := d.store.Close(); err != nil && !errors.Is(err, storage.ErrClosed) {
 		tb.Errorf("close store: %v", err)
 	}
 	d.srv, d.store = nil, nil
