@@ -315,6 +315,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	app.TuneGC()
 	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
 
 	var (

@@ -157,6 +157,7 @@ func runLoad(b *testing.B, addr string, clients, total int, runID string) loadRe
 //
 //	go test -run '^$' -bench BenchmarkIngest -benchtime 60000x ./app
 func BenchmarkIngest(b *testing.B) {
+	TuneGC() // as serve does: the server's own GC setting, not the test binary's
 	for _, clients := range []int{64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			total := max(b.N, 3*clients)
