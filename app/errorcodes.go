@@ -6,7 +6,8 @@ import "strings"
 // delivery-status callback) to their reason, as Plivo documents them: the
 // messaging error-code table and the blog post introducing it (10–110, 200,
 // 201, 1000), the support article on insufficient balance (900) and the SMS
-// FAQ on geo permissions (450). Only codes we could confirm are listed; any
+// FAQ on geo permissions (450), the message-expiry code of the status
+// callback documentation (420). Only codes we could confirm are listed; any
 // other code is counted as "other" in metrics, which keeps the label set
 // closed whatever a carrier sends.
 var PlivoErrorCodes = map[string]string{
@@ -23,6 +24,7 @@ var PlivoErrorCodes = map[string]string{
 	"110":  "Message too long",
 	"200":  "Source number blocked by STOP from destination number",
 	"201":  "US toll-free number blocked to Canadian destination",
+	"420":  "Message expired in Plivo's queue",
 	"450":  "Destination country barred (geo permissions)",
 	"900":  "Insufficient credit",
 	"1000": "Unknown error",

@@ -16,6 +16,8 @@ export const errorCodes = {
   "110": "Message too long (over 1,600 GSM or 737 Unicode characters).",
   "200": "Recipient opted out (STOP) of messages from this source number.",
   "201": "US toll-free numbers cannot send to Canadian destinations.",
+  "420": "Message expired: it waited in Plivo's queue past its validity period and was never sent.",
+  "450": "Destination country barred by the account's geo permissions.",
   "900": "Insufficient credit on the Plivo account; the message was not sent.",
   "1000": "Unknown error, unknown to Plivo and the carriers too.",
 };
