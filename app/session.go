@@ -27,7 +27,13 @@ import (
 const (
 	metaPasswordHash = "dashboard_password_hash"
 	metaSessionKey   = "dashboard_session_key"
+	// metaRevokedSessions lists the sessions logged out before they expired:
+	// 16-byte ID and 8-byte expiry each.
+	metaRevokedSessions = "dashboard_revoked_sessions"
 )
+
+// sessionIDLen is the length of a session's random ID.
+const sessionIDLen = 16
 
 // Session and login limits.
 const (
@@ -52,6 +58,11 @@ type dashboardAuth struct {
 	// everyone out.
 	binding []byte
 	limiter *loginLimiter
+
+	// revoked holds the IDs of sessions logged out before expiry, with
+	// their expiry, so a copied cookie dies with its logout.
+	mu      sync.Mutex
+	revoked map[[sessionIDLen]byte]int64
 }
 
 // initDashboardAuth loads or creates the dashboard credentials. Without a
@@ -92,6 +103,16 @@ func (s *Server) initDashboardAuth() error {
 		return fmt.Errorf("load session key: %w", err)
 	}
 	a.sessionKey = key
+	a.revoked = map[[sessionIDLen]byte]int64{}
+	switch list, err := s.store.GetMeta(metaRevokedSessions); {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("load revoked sessions: %w", err)
+	default:
+		for ; len(list) >= sessionIDLen+8; list = list[sessionIDLen+8:] {
+			a.revoked[[sessionIDLen]byte(list[:sessionIDLen])] = int64(binary.BigEndian.Uint64(list[sessionIDLen:]))
+		}
+	}
 	b := sha256.Sum256(append([]byte(a.username+"\x00"), a.passwordHash...))
 	a.binding = b[:]
 	s.auth = a
@@ -99,9 +120,12 @@ func (s *Server) initDashboardAuth() error {
 }
 
 // newSession returns a signed cookie value for username valid until exp:
-// base64url(exp || username) "." base64url(HMAC).
+// base64url(exp || random ID || username) "." base64url(HMAC).
 func (a *dashboardAuth) newSession(username string, exp time.Time) string {
 	payload := binary.BigEndian.AppendUint64(nil, uint64(exp.Unix()))
+	var id [sessionIDLen]byte
+	rand.Read(id[:])
+	payload = append(payload, id[:]...)
 	payload = append(payload, username...)
 	return base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(a.sign(payload))
 }
@@ -114,19 +138,52 @@ func (a *dashboardAuth) sign(payload []byte) []byte {
 }
 
 // validSession reports whether the cookie value is a session we signed for
-// the configured user that has not expired.
+// the configured user that has not expired or been logged out.
 func (a *dashboardAuth) validSession(v string, now time.Time) bool {
-	p64, s64, ok := strings.Cut(v, ".")
-	if !ok {
+	id, exp, ok := a.parseSession(v)
+	if !ok || now.Unix() >= exp {
 		return false
+	}
+	a.mu.Lock()
+	_, revoked := a.revoked[id]
+	a.mu.Unlock()
+	return !revoked
+}
+
+// parseSession checks a cookie value's signature and user and returns its
+// ID and expiry (unix seconds).
+func (a *dashboardAuth) parseSession(v string) (id [sessionIDLen]byte, exp int64, ok bool) {
+	p64, s64, found := strings.Cut(v, ".")
+	if !found {
+		return id, 0, false
 	}
 	payload, err1 := base64.RawURLEncoding.DecodeString(p64)
 	sig, err2 := base64.RawURLEncoding.DecodeString(s64)
-	if err1 != nil || err2 != nil || len(payload) < 8 || !hmac.Equal(sig, a.sign(payload)) {
-		return false
+	if err1 != nil || err2 != nil || len(payload) < 8+sessionIDLen || !hmac.Equal(sig, a.sign(payload)) {
+		return id, 0, false
 	}
-	exp := int64(binary.BigEndian.Uint64(payload))
-	return now.Unix() < exp && string(payload[8:]) == a.username
+	if string(payload[8+sessionIDLen:]) != a.username {
+		return id, 0, false
+	}
+	return [sessionIDLen]byte(payload[8 : 8+sessionIDLen]), int64(binary.BigEndian.Uint64(payload)), true
+}
+
+// revoke records a logged-out session until it would have expired, and
+// returns the list to persist (expired entries dropped).
+func (a *dashboardAuth) revoke(id [sessionIDLen]byte, exp int64, now time.Time) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revoked[id] = exp
+	list := make([]byte, 0, len(a.revoked)*(sessionIDLen+8))
+	for rid, rexp := range a.revoked {
+		if rexp <= now.Unix() {
+			delete(a.revoked, rid)
+			continue
+		}
+		list = append(list, rid[:]...)
+		list = binary.BigEndian.AppendUint64(list, uint64(rexp))
+	}
+	return list
 }
 
 // checkPassword compares in constant time; bcrypt runs for a wrong username
@@ -184,8 +241,15 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 	return c.Redirect("/", fiber.StatusSeeOther)
 }
 
-// handleLogout clears the session cookie.
+// handleLogout ends the session on the server too (a copy of the cookie
+// stops working) and clears the cookie.
 func (s *Server) handleLogout(c *fiber.Ctx) error {
+	if id, exp, ok := s.auth.parseSession(c.Cookies(sessionCookie)); ok {
+		if err := s.store.PutMeta(metaRevokedSessions, s.auth.revoke(id, exp, s.now())); err != nil {
+			// The session is revoked in memory; only a restart would revive it.
+			s.log.Warn("persist session logout", "err", err)
+		}
+	}
 	c.Cookie(s.sessionCookie("", time.Unix(1, 0)))
 	return c.Redirect("/login", fiber.StatusSeeOther)
 }

@@ -271,3 +271,53 @@ func TestSessionWebSocketRefused(t *testing.T) {
 }
 
 var _ = storage.StatusDelivered
+
+// TestSessionLogoutRevokes checks that logging out kills the session on the
+// server: a copy of the cookie taken before the logout is refused, also after
+// a restart, while another session of the same user goes on working.
+func TestSessionLogoutRevokes(t *testing.T) {
+	d := startDashServer(t, nil)
+	loginCookie := func() string {
+		t.Helper()
+		resp := d.login(t, noRedirectClient(t), dashUser, dashPassword)
+		resp.Body.Close()
+		ck := sessionCookieOf(resp)
+		if ck == nil || ck.Value == "" {
+			t.Fatalf("login: got %d and no session cookie", resp.StatusCode)
+		}
+		return ck.Value
+	}
+	withCookie := func(method, path, value string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, d.url(path), nil)
+		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: value})
+		req.Header.Set("Origin", "http://"+d.addr)
+		resp, err := noRedirectClient(t).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	copied, other := loginCookie(), loginCookie()
+	if got := withCookie(http.MethodGet, "/api/messages", copied); got != http.StatusOK {
+		t.Fatalf("before logout: got %d, want 200", got)
+	}
+	if got := withCookie(http.MethodPost, "/logout", copied); got != http.StatusSeeOther {
+		t.Fatalf("logout: got %d, want 303", got)
+	}
+	if got := withCookie(http.MethodGet, "/api/messages", copied); got != http.StatusUnauthorized {
+		t.Errorf("copied cookie after logout: got %d, want 401", got)
+	}
+	if got := withCookie(http.MethodGet, "/api/messages", other); got != http.StatusOK {
+		t.Errorf("the user's other session after one logout: got %d, want 200", got)
+	}
+	d.stop(t)
+	d.start(t, nil)
+	if got := withCookie(http.MethodGet, "/api/messages", copied); got != http.StatusUnauthorized {
+		t.Errorf("copied cookie after logout and restart: got %d, want 401", got)
+	}
+	if got := withCookie(http.MethodGet, "/api/messages", other); got != http.StatusOK {
+		t.Errorf("other session after restart: got %d, want 200", got)
+	}
+}
