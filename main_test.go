@@ -35,9 +35,20 @@ const (
 
 var (
 	buildOnce sync.Once
+	binDir    string // removed by TestMain after the run
 	binPath   string
 	buildErr  error
 )
+
+// TestMain removes the directory of the binary built by buildBinary, so a
+// test run leaves nothing behind in the temp dir.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // buildBinary compiles the real plivo-dlr binary once per test run.
 func buildBinary(t testing.TB) string {
@@ -48,6 +59,7 @@ func buildBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		binDir = dir
 		binPath = filepath.Join(dir, "plivo-dlr")
 		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// signatureVector is one case of shared/testdata/plivo/signature-vectors.json.
+// signatureVector is one case of app/testdata/plivo/signature-vectors.json.
 type signatureVector struct {
 	Name              string            `json:"name"`
 	Version           string            `json:"version"`
@@ -25,7 +25,7 @@ type signatureVector struct {
 	Note              string            `json:"note"`
 }
 
-// callbackFixture is one case of shared/testdata/plivo/callbacks.json.
+// callbackFixture is one case of app/testdata/plivo/callbacks.json.
 type callbackFixture struct {
 	Name        string `json:"name"`
 	ContentType string `json:"content_type"`
@@ -45,23 +45,15 @@ type callbackFixture struct {
 	} `json:"example_request"`
 }
 
-// plivoTestdata returns the path of a file in the shared Plivo test data,
-// which sits beside the repository (../shared from its root).
+// plivoTestdata returns the path of a file in the Plivo test data kept in
+// the package's testdata/plivo (computed with Plivo's own SDK; see its README).
 func plivoTestdata(tb testing.TB, name string) string {
 	tb.Helper()
-	candidates := []string{
-		filepath.Join("..", "..", "shared", "testdata", "plivo"), // from app/
-		filepath.Join("..", "shared", "testdata", "plivo"),       // from the repo root
+	p := filepath.Join("testdata", "plivo", name)
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("Plivo test data %s: %v", name, err)
 	}
-	for _, dir := range candidates {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	wd, _ := os.Getwd()
-	tb.Fatalf("shared Plivo test data %s not found (looked in %v from %s): check out shared/ beside the repository", name, candidates, wd)
-	return ""
+	return p
 }
 
 func loadPlivoJSON(tb testing.TB, name string, v any) {
