@@ -50,13 +50,16 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		// Signatures cover the URL Plivo was given, which is our public URL:
 		// never the Host header, which differs behind NAT, tunnels or proxies.
 		URL: s.publicURL + string(c.Request().URI().PathOriginal()),
+		// Copies: c.Get aliases fasthttp's request buffer, which the
+		// connection reuses for its next request, and the nonces go to the
+		// store's writer, which may still hold them after we answer.
 		Headers: SignatureHeaders{
-			V2:      c.Get("X-Plivo-Signature-V2"),
-			MaV2:    c.Get("X-Plivo-Signature-Ma-V2"),
-			V2Nonce: c.Get("X-Plivo-Signature-V2-Nonce"),
-			V3:      c.Get("X-Plivo-Signature-V3"),
-			MaV3:    c.Get("X-Plivo-Signature-Ma-V3"),
-			V3Nonce: c.Get("X-Plivo-Signature-V3-Nonce"),
+			V2:      strings.Clone(c.Get("X-Plivo-Signature-V2")),
+			MaV2:    strings.Clone(c.Get("X-Plivo-Signature-Ma-V2")),
+			V2Nonce: strings.Clone(c.Get("X-Plivo-Signature-V2-Nonce")),
+			V3:      strings.Clone(c.Get("X-Plivo-Signature-V3")),
+			MaV3:    strings.Clone(c.Get("X-Plivo-Signature-Ma-V3")),
+			V3Nonce: strings.Clone(c.Get("X-Plivo-Signature-V3-Nonce")),
 		},
 	}
 	if rawQuery != "" {
@@ -84,7 +87,7 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	for _, n := range verification.Nonces {
 		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
 	defer cancel()
 	res, err := s.store.Apply(ctx, ev, nonces...)
 	switch {
@@ -93,6 +96,8 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
+		// A timed-out request is never written later (see storage.Apply),
+		// so the retry is not refused as a replay of its nonce.
 		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's

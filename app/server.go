@@ -31,6 +31,9 @@ type Options struct {
 	Sandbox bool
 	// Reconcile tunes the reconciliation loop; zero values take defaults.
 	Reconcile ReconcileOptions
+	// ApplyTimeout bounds a callback's wait for its commit; 0 means
+	// applyTimeout. Tests shorten it.
+	ApplyTimeout time.Duration
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -59,6 +62,8 @@ type Server struct {
 	plivo     *PlivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
+	// applyTimeout is Options.ApplyTimeout.
+	applyTimeout time.Duration
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -104,6 +109,9 @@ func NewServer(opts Options) (*Server, error) {
 	s.diagnoseLimit.limit = 10
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
+	if s.applyTimeout = opts.ApplyTimeout; s.applyTimeout <= 0 {
+		s.applyTimeout = applyTimeout
+	}
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
 		if s.plivo, err = NewPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {

@@ -60,6 +60,9 @@ type Options struct {
 	// commit with its duration (apply, commit and fsync) and the number of
 	// requests it held. It runs on the writer goroutine: it must be cheap.
 	OnCommit func(d time.Duration, requests int)
+	// BeforeCommit, if set, runs on the writer goroutine before each batch
+	// is applied. Tests use it to inject a slow commit (a stalled disk).
+	BeforeCommit func()
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
@@ -70,6 +73,8 @@ type Store struct {
 	path     string
 	now      func() time.Time
 	onCommit func(time.Duration, int)
+	// beforeCommit is Options.BeforeCommit.
+	beforeCommit func()
 	// onApplied is the SetOnApplied hook.
 	onApplied atomic.Pointer[func(Applied)]
 
@@ -110,12 +115,13 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	s := &Store{
-		db:       db,
-		path:     path,
-		now:      opts.Now,
-		reqs:     make(chan *request, maxBatch),
-		onCommit: opts.OnCommit,
-		done:     make(chan struct{}),
+		db:           db,
+		path:         path,
+		now:          opts.Now,
+		reqs:         make(chan *request, maxBatch),
+		onCommit:     opts.OnCommit,
+		beforeCommit: opts.BeforeCommit,
+		done:         make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,7 +65,19 @@ type request struct {
 	res  ApplyResult
 	err  error
 	done chan struct{}
+	// state arbitrates between a caller giving up and the writer taking the
+	// request into a batch: whoever moves it off stateQueued first decides.
+	// A caller that gives up first gets ctx.Err() and the request is never
+	// written; once the writer has taken it, the caller waits for the commit
+	// and answers with its real outcome (never "not stored" for a stored one).
+	state atomic.Int32
 }
+
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+)
 
 // requestError marks the failure of one request's writes inside a batch
 // transaction: the batch is rolled back and retried without that request.
@@ -83,7 +96,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 // If any nonce was already recorded and has not expired, Apply returns
 // ErrReplayed and stores nothing. An event identical to one already stored
 // for the message yields Duplicate (its nonces are recorded). If ctx ends
-// while waiting, Apply returns ctx.Err(); the write may still happen.
+// before the writer has taken the request into a batch, Apply returns
+// ctx.Err() and nothing is ever written; once it has been taken, Apply waits
+// for that commit and returns its outcome, so an error never hides a write.
 func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResult, error) {
 	if err := ev.Validate(); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply event: invalid: %w", err)
@@ -146,8 +161,10 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 }
 
 // submit queues r and waits for its answer. On error r is not returned to
-// the pool: the writer may still hold it.
+// the pool: the writer may still hold it. See Apply for what a ctx that ends
+// means.
 func (s *Store) submit(ctx context.Context, r *request) error {
+	r.state.Store(stateQueued)
 	s.mu.RLock()
 	if s.closing {
 		s.mu.RUnlock()
@@ -164,7 +181,12 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	case <-r.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			return ctx.Err()
+		}
+		// The writer has it in a commit: its outcome is the answer.
+		<-r.done
+		return nil
 	}
 }
 
@@ -185,8 +207,15 @@ func (s *Store) release(r *request) {
 func (s *Store) writer() {
 	defer close(s.done)
 	w := &writerState{s: s, batch: make([]*request, 0, maxBatch)}
+	take := func(r *request) {
+		// A request whose caller already gave up is dropped unwritten.
+		if r.state.CompareAndSwap(stateQueued, stateTaken) {
+			w.batch = append(w.batch, r)
+		}
+	}
 	for first := range s.reqs {
-		w.batch = append(w.batch[:0], first)
+		w.batch = w.batch[:0]
+		take(first)
 	drain:
 		for len(w.batch) < maxBatch {
 			select {
@@ -194,10 +223,16 @@ func (s *Store) writer() {
 				if !ok {
 					break drain
 				}
-				w.batch = append(w.batch, r)
+				take(r)
 			default:
 				break drain
 			}
+		}
+		if len(w.batch) == 0 {
+			continue
+		}
+		if w.s.beforeCommit != nil {
+			w.s.beforeCommit()
 		}
 		w.commit()
 		for _, r := range w.batch {
