@@ -200,6 +200,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.lnMu.Unlock()
+	ln = newGuardedListener(ln, s.log, connCap(), maxConnsPerIP)
 	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
