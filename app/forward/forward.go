@@ -452,6 +452,8 @@ func (r *runner) publish() {
 }
 
 func (r *runner) control(c control) {
+	// The operator asks for delivery now: do not wait out the sink's backoff.
+	r.sinkWait = time.Time{}
 	switch {
 	case c.retry:
 		r.retrying, r.retryNext = true, 0
