@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -389,4 +391,36 @@ func ForwardPostViaAPI(ctx context.Context, serverURL, token, path string) (stri
 		return "", fmt.Errorf("server answered %s", resp.Status)
 	}
 	return body.Status, nil
+}
+
+// writeForwardHint tells a sandbox user how to see the event feed: the
+// configured sinks, or the lines that point one at a local app.
+func writeForwardHint(w io.Writer, cfg Config) {
+	if cfg.Forward.Enabled() {
+		var names []string
+		for _, wh := range cfg.Forward.Webhooks {
+			names = append(names, wh.Name+" → "+wh.URL)
+		}
+		if cfg.Forward.NATS.URL != "" {
+			names = append(names, "nats → "+cfg.Forward.NATS.URL)
+		}
+		fmt.Fprintf(w, "  forwarding %s\n             (plivo-dlr forward status)\n\n", strings.Join(names, ", "))
+		return
+	}
+	fmt.Fprintf(w, `  forwarding off. To watch the signed event feed, run a receiver, e.g.
+               while true; do nc -l 127.0.0.1 9000 <<<$'HTTP/1.1 204 No Content\r\n\r\n'; done
+             and add to a config file (then serve --sandbox -config FILE):
+               [[forward.webhooks]]
+               name = "local"
+               url = "http://127.0.0.1:9000/hooks"
+               secrets = ["%s"]
+
+`, exampleSecret())
+}
+
+// exampleSecret is a fresh whsec_ secret to paste into a config.
+func exampleSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return forward.SecretPrefix + base64.StdEncoding.EncodeToString(b)
 }
