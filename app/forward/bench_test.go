@@ -27,6 +27,18 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkForwardThroughput -benchtime 30000x ./app/forward
 func BenchmarkForwardThroughput(b *testing.B) {
+	// rate=max: stored as fast as 64 writers go (the sink's throughput);
+	// rate=1000: a steady 1,000 events/s (the delay when it keeps up).
+	for _, rate := range []int{0, 1000} {
+		name := "rate=max"
+		if rate > 0 {
+			name = "rate=" + strconv.Itoa(rate)
+		}
+		b.Run(name, func(b *testing.B) { benchForward(b, rate) })
+	}
+}
+
+func benchForward(b *testing.B, rate int) {
 	st, err := storage.Open(filepath.Join(b.TempDir(), "dlr.db"), storage.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -73,6 +85,9 @@ func BenchmarkForwardThroughput(b *testing.B) {
 	defer m.Stop()
 
 	total := max(b.N, 300)
+	if rate > 0 {
+		total = min(total, 5*rate) // a few seconds
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
@@ -85,6 +100,9 @@ func BenchmarkForwardThroughput(b *testing.B) {
 				i := int(next.Add(3)) - 3
 				if i >= total {
 					return
+				}
+				if rate > 0 {
+					time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
 				}
 				u := uuid.Must(uuid.NewUUID()).String()
 				for seq, status := range []string{"queued", "sent", "delivered"} {
