@@ -110,6 +110,11 @@ func (f *ForwardConfig) validate() error {
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return bad(key+"url", "must be an http(s) URL (got %q)", w.URL)
 		}
+		if w.SecretsFile != "" {
+			if fi, err := os.Stat(w.SecretsFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+				return bad(key+"secrets_file", "%s is readable by everyone; chmod 600 it", w.SecretsFile)
+			}
+		}
 		secrets, err := w.secrets()
 		if err != nil {
 			return bad(key+"secrets_file", "%v", err)

@@ -18,12 +18,17 @@ func TestForwardConfigErrors(t *testing.T) {
 	if err := os.WriteFile(secretsFile, []byte("# rotated 2026-12\n"+goodSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	worldReadable := filepath.Join(dir, "secrets-644")
+	if err := os.WriteFile(worldReadable, []byte(goodSecret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	hook := func(extra string) string {
 		return "[[forward.webhooks]]\nname = \"app\"\nurl = \"https://app.example.com/h\"\n" + extra
 	}
 	tests := []struct{ toml, want string }{
 		{hook(`secrets = ["` + goodSecret + `"]`), ""},
 		{hook(`secrets_file = "` + secretsFile + `"`), ""},
+		{hook(`secrets_file = "` + worldReadable + `"`), `forward.webhooks[0].secrets_file: ` + worldReadable + ` is readable by everyone; chmod 600 it`},
 		{hook(``), `forward.webhooks[0].secrets: set at least one whsec_ secret (or secrets_file)`},
 		{hook(`secrets = ["abc"]`), `forward.webhooks[0].secrets: secret must start with whsec_`},
 		{hook(`secrets_file = "/nonexistent/secrets"`), `forward.webhooks[0].secrets_file: open /nonexistent/secrets: no such file or directory`},
