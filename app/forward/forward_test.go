@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -425,5 +426,56 @@ func TestParseSecret(t *testing.T) {
 		if _, err := ParseSecret(s); err == nil {
 			t.Errorf("ParseSecret(%q) accepted", s)
 		}
+	}
+}
+
+// A message whose events the receiver refuses delays only its own later
+// events: every other message is delivered meanwhile.
+func TestFailingMessageDelaysOnlyItself(t *testing.T) {
+	st := openStore(t)
+	secret := newSecret(t)
+	uuids := storeMessages(t, st, 10, time.Time{})
+	poison := uuids[0]
+	wh, _ := standardwebhooks.NewWebhook(secret)
+	var mu sync.Mutex
+	got := map[string][]string{}
+	var poisonAttempts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if wh.Verify(body, r.Header) != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var p Payload
+		_ = json.Unmarshal(body, &p)
+		if p.Data.Event.MessageUUID == poison {
+			poisonAttempts.Add(1)
+			http.Error(w, "cannot process", http.StatusUnprocessableEntity)
+			return
+		}
+		mu.Lock()
+		got[p.Data.Event.MessageUUID] = append(got[p.Data.Event.MessageUUID], p.Data.Event.Status)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	m := startManager(t, st, webhookSink(t, "app", srv.URL, secret))
+	defer m.Stop()
+	waitFor(t, "other messages delivered", 10*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 9
+	})
+	waitFor(t, "the poison event retried", 10*time.Second, func() bool { return poisonAttempts.Load() >= 3 })
+	mu.Lock()
+	for u, s := range got {
+		if strings.Join(s, ",") != "queued,sent,delivered" {
+			t.Errorf("%s: %v", u, s)
+		}
+	}
+	mu.Unlock()
+	sts, _ := m.Status()
+	// The cursor waits at the poison message's first event (cursor 1).
+	if sts[0].DeliveredCursor != 0 || sts[0].Lag != 30 {
+		t.Fatalf("status: %+v", sts[0])
 	}
 }
