@@ -55,7 +55,7 @@ type Options struct {
 	// BackoffBase and BackoffMax bound the retry delays (default 1s, 5min);
 	// tests shorten them.
 	BackoffBase, BackoffMax time.Duration
-	// Window bounds the events a sink holds in memory (default 32768, about
+	// Window bounds the events a sink holds in memory (default 8192, about
 	// 150 bytes each): a sink however far behind reads the log in pages. An
 	// event in backoff holds the cursor, so other messages run at most this
 	// far ahead of it until it is delivered or dead-lettered.
@@ -91,7 +91,7 @@ func New(opts Options, sinks []SinkConfig) (*Manager, error) {
 		opts.BackoffMax = 5 * time.Minute
 	}
 	if opts.Window <= 0 {
-		opts.Window = 32768
+		opts.Window = 8192
 	}
 	m := &Manager{opts: opts, byName: map[string]*runner{}}
 	for _, sc := range sinks {
