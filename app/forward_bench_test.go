@@ -91,7 +91,7 @@ func startForwardingBenchServer(b *testing.B, sinks int, hookURL string) string 
 //	go test -run '^$' -bench BenchmarkIngestForwarding -benchtime 30000x ./app
 func BenchmarkIngestForwarding(b *testing.B) {
 	TuneGC()
-	const clients, rounds = 64, 3
+	const clients, rounds = 64, 4
 	hookURL, delivered := startSinkReceiver(b)
 	offAddr := startForwardingBenchServer(b, 0, hookURL)
 	onAddr := startForwardingBenchServer(b, 2, hookURL)
@@ -101,8 +101,15 @@ func BenchmarkIngestForwarding(b *testing.B) {
 	var onP99, offP99 time.Duration
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
-		o := runLoad(b, offAddr, clients, per, fmt.Sprintf("%s%02d", runID, 2*r))
-		f := runLoad(b, onAddr, clients, per, fmt.Sprintf("%s%02d", runID, 2*r+1))
+		// Alternate which goes first, so warm-up and drift favour neither.
+		var o, f loadResult
+		if r%2 == 0 {
+			o = runLoad(b, offAddr, clients, per, fmt.Sprintf("%s%02d", runID, 2*r))
+			f = runLoad(b, onAddr, clients, per, fmt.Sprintf("%s%02d", runID, 2*r+1))
+		} else {
+			f = runLoad(b, onAddr, clients, per, fmt.Sprintf("%s%02d", runID, 2*r+1))
+			o = runLoad(b, offAddr, clients, per, fmt.Sprintf("%s%02d", runID, 2*r))
+		}
 		if o.non200 > 0 || f.non200 > 0 {
 			b.Fatalf("non-200 answers: off %d, on %d", o.non200, f.non200)
 		}
