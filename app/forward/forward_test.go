@@ -479,3 +479,25 @@ func TestFailingMessageDelaysOnlyItself(t *testing.T) {
 		t.Fatalf("status: %+v", sts[0])
 	}
 }
+
+func TestWebhookTimeoutPerAttempt(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	w, err := NewWebhook(WebhookOptions{URL: srv.URL, Secrets: []string{newSecret(t)}, Timeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := storage.Event{MessageUUID: "u", Status: "sent"}
+	start := time.Now()
+	err = w.Deliver(context.Background(), &Delivery{ID: "evt_x", Event: &ev, Body: []byte("{}")})
+	if err == nil || !strings.Contains(err.Error(), "no answer within 100ms") || time.Since(start) > 5*time.Second {
+		t.Fatalf("slow receiver: err %v after %s", err, time.Since(start))
+	}
+}
