@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,9 +54,30 @@ func TestTwoInstancesOneJetStream(t *testing.T) {
 	var nonce atomic.Uint64
 	acked := 0
 	const messages = 150
+	const burstMessages = 80
 	for i := 0; i < messages; i++ {
 		if i == messages/2 {
-			// Kill instance 0 mid-run (its forwarding too) and start it again.
+			// A burst to instance 0, then kill it at once (its forwarding
+			// likely mid-way) and start it again.
+			var wg sync.WaitGroup
+			var burst atomic.Int64
+			for w := 0; w < 8; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for k := 0; k < 10; k++ {
+						u := uuid.Must(uuid.NewUUID()).String()
+						for seq, status := range []string{"queued", "sent", "delivered"} {
+							cb := signedForm(t, statusFields(u, status, seq+1), fmt.Sprintf("%020d", nonce.Add(1)))
+							if code, _ := procs[0].send(t, client, cb); code == 200 {
+								burst.Add(1)
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			acked += int(burst.Load())
 			_ = procs[0].cmd.Process.Kill()
 			<-procs[0].done
 			procs[0].done <- nil
@@ -103,8 +125,8 @@ func TestTwoInstancesOneJetStream(t *testing.T) {
 		stored += len(evs)
 		st.Close()
 	}
-	if len(want) != messages*3 {
-		t.Fatalf("%d distinct events stored, want %d", len(want), messages*3)
+	if len(want) != (messages+burstMessages)*3 {
+		t.Fatalf("%d distinct events stored, want %d", len(want), (messages+burstMessages)*3)
 	}
 
 	nc, err := nats.Connect(ns.ClientURL(), nats.Token("nats-test-token"))
