@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"plivo-dlr/app/forward"
 	"plivo-dlr/storage"
 )
 
@@ -31,6 +32,8 @@ type Options struct {
 	Sandbox bool
 	// Reconcile tunes the reconciliation loop; zero values take defaults.
 	Reconcile ReconcileOptions
+	// Forward is the event feed (NewForwarder); nil when no sink is set.
+	Forward *forward.Manager
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -59,6 +62,7 @@ type Server struct {
 	plivo     *PlivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
+	forward   *forward.Manager
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -120,6 +124,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
 	s.AddNotifier(s.hub)
+	if s.forward = opts.Forward; s.forward != nil {
+		s.AddNotifier(forwardWaker{s.forward})
+	}
 	opts.Store.SetOnApplied(s.publish)
 	s.wsUpgrade = s.newWSUpgrader()
 
@@ -160,6 +167,7 @@ func (s *Server) routes() {
 	api.Get("/stats", s.handleStats)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
+	s.forwardRoutes(api)
 	s.dashboardRoutes()
 }
 
