@@ -140,7 +140,9 @@ func NewServer(opts Options) (*Server, error) {
 		ReadTimeout:    30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		ReadBufferSize: 8 << 10,
+		Concurrency:    connectionLimit(),
 	})
+	s.fiber.Server().MaxConnsPerIP = maxConnsPerIP
 	s.routes()
 	return s, nil
 }
@@ -200,7 +202,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.lnMu.Unlock()
-	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.fiber.Listener(resilientListener{Listener: ln, log: s.log}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
