@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -68,4 +70,27 @@ func randomNonce() string {
 		b[i] = '0' + byte(rand.IntN(10))
 	}
 	return string(b)
+}
+
+// An oversized body is refused from its Content-Length, before it is read:
+// the answer comes although the client has sent none of the body.
+func TestBinaryRefusesOversizedBodyUpFront(t *testing.T) {
+	p := startBinary(t, writeConfig(t, t.TempDir()))
+	defer p.stop(t)
+	for _, path := range []string{"/plivo/callback", "/login", "/logout", "/api/messages"} {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\nStatus=", path)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatalf("POST %s with a 1 MB Content-Length and no body: no answer (%v); want 413 at once", path, err)
+		}
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("POST %s: status %d, want 413", path, resp.StatusCode)
+		}
+	}
 }

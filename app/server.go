@@ -134,9 +134,13 @@ func NewServer(opts Options) (*Server, error) {
 		AppName:               "plivo-dlr",
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
-		// The largest legitimate request is a send with a long text and a few
-		// media URLs; callbacks are limited further in their handler.
-		BodyLimit:      1 << 20,
+		// One limit for every route, checked by fasthttp against
+		// Content-Length before any of the body is read (and while a chunked
+		// body streams): the largest legitimate request, a send with 1,600
+		// characters and ten media URLs, is far below a callback's 64 KiB,
+		// and a larger limit let unauthenticated slow 1 MB bodies pile up in
+		// memory.
+		BodyLimit:      MaxCallbackBody,
 		ReadTimeout:    30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		ReadBufferSize: 8 << 10,
