@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -82,5 +84,22 @@ func TestApplyTakenWaitsForCommit(t *testing.T) {
 	_, evs := mustGet(t, s, "taken")
 	if len(evs) != 1 {
 		t.Errorf("events stored = %d, want 1", len(evs))
+	}
+}
+
+// A zero-length database file (a botched copy) is refused, not silently
+// replaced by an empty database.
+func TestOpenRefusesEmptyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dlr.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of a zero-length file succeeded; want ErrEmptyFile")
+	}
+	if !errors.Is(err, ErrEmptyFile) {
+		t.Errorf("error = %v, want ErrEmptyFile", err)
 	}
 }
