@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"testing"
@@ -9,59 +12,85 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestBinarySurvivesDescriptorExhaustion lowers the running binary's
-// RLIMIT_NOFILE, then opens more idle connections than it has descriptors:
-// accept fails with EMFILE. The process must keep running (before the fix
-// fasthttp's Serve returned and the binary exited 1) and, once the idle
-// connections go, answer again.
-func TestBinarySurvivesDescriptorExhaustion(t *testing.T) {
+// An attacker holding idle connections until the process runs out of file
+// descriptors must not stop it: accept backs off on EMFILE and the server
+// serves again once the connections go. Before, Serve returned on the first
+// EMFILE and the process exited.
+func TestBinarySurvivesFDExhaustion(t *testing.T) {
 	p := startBinary(t, writeConfig(t, t.TempDir()))
-	const limit = 64
-	if err := unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, nil); err != nil {
+	defer p.stop(t)
+
+	const limit = 256
+	lim := unix.Rlimit{Cur: limit, Max: limit}
+	if err := unix.Prlimit(p.cmd.Process.Pid, unix.RLIMIT_NOFILE, &lim, nil); err != nil {
 		t.Fatalf("prlimit: %v", err)
 	}
+	// More idle connections than the process has descriptors.
 	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := 0; i < 3*limit; i++ {
-		c, err := net.DialTimeout("tcp", p.addr, 2*time.Second)
+	for i := 0; i < limit+64; i++ {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err != nil {
-			break // the backlog is full: also exhaustion
+			break // the backlog is full: the point is made
 		}
 		conns = append(conns, c)
 	}
-	// Give the server time to hit EMFILE on accept.
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // let accept hit EMFILE
 	select {
 	case err := <-p.done:
-		p.done <- err
-		t.Fatalf("binary exited at the descriptor limit: %v\n%s", err, p.stderr.String())
+		t.Fatalf("process exited under fd exhaustion: %v\n%s", err, p.stderr.String())
 	default:
 	}
 	for _, c := range conns {
 		c.Close()
 	}
-	conns = nil
-	client := &http.Client{Timeout: 2 * time.Second}
-	ok := waitForDeadline(15*time.Second, func() bool {
-		resp, err := client.Get("http://" + p.addr + "/healthz")
-		if err != nil {
-			return false
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := p.send(t, client, signedForm(t, statusFields("0e9f7a10-8f8e-11ef-9b1d-0242ac120002", "queued", 1), randomNonce()))
+		if code == http.StatusOK {
+			break
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("no 200 within 10 s after the idle connections closed (last %d)\n%s", code, p.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	select {
 	case err := <-p.done:
-		p.done <- err
-		t.Fatalf("binary exited at the descriptor limit: %v\n%s", err, p.stderr.String())
+		t.Fatalf("process exited: %v", err)
 	default:
 	}
-	if !ok {
-		t.Fatalf("no /healthz answer after the idle connections closed\n%s", p.stderr.String())
+}
+
+// randomNonce is a nonce as Plivo sends them: a random 20-digit string.
+func randomNonce() string {
+	b := make([]byte, 20)
+	for i := range b {
+		b[i] = '0' + byte(rand.IntN(10))
 	}
-	p.stop(t)
+	return string(b)
+}
+
+// An oversized body is refused from its Content-Length, before it is read:
+// the answer comes although the client has sent none of the body.
+func TestBinaryRefusesOversizedBodyUpFront(t *testing.T) {
+	p := startBinary(t, writeConfig(t, t.TempDir()))
+	defer p.stop(t)
+	for _, path := range []string{"/plivo/callback", "/login", "/logout", "/api/messages"} {
+		c, err := net.DialTimeout("tcp", p.addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\nStatus=", path)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil {
+			t.Fatalf("POST %s with a 1 MB Content-Length and no body: no answer (%v); want 413 at once", path, err)
+		}
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Errorf("POST %s: status %d, want 413", path, resp.StatusCode)
+		}
+	}
 }

@@ -4,124 +4,73 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// Connection caps. Plivo opens callbacks from a handful of addresses, each
-// a short request; a per-IP cap of maxConnsPerIP still leaves it ample room
-// while one attacker's idle keep-alives or slowloris connections cannot take
-// every descriptor. The total cap keeps fdReserve descriptors free under
-// RLIMIT_NOFILE for the database, logs and outgoing Plivo API calls.
+// Connection limits. fasthttp answers a connection over either limit with
+// 503 and closes it, so an attacker holding idle connections cannot use up
+// the process's file descriptors, while Plivo, which calls from a handful
+// of addresses with at most a few hundred connections each, still gets in.
 const (
+	// maxConnsPerIP bounds one client address's concurrent connections.
 	maxConnsPerIP = 512
-	maxConnsTotal = 16384
-	fdReserve     = 128
+	// fdReserve is kept free below RLIMIT_NOFILE for the database, logs,
+	// outgoing calls (Plivo's API, forwarding sinks) and the listeners.
+	fdReserve = 128
+	// maxConcurrency caps connections when the fd limit is very high.
+	maxConcurrency = 64 << 10
 )
 
-// connCap returns the total connection cap for the process's descriptor
-// limit: the soft RLIMIT_NOFILE minus fdReserve, at most maxConnsTotal.
-func connCap() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) {
-		return maxConnsTotal
+// connectionLimit is how many concurrent connections the server accepts:
+// the open-file limit less a reserve, so that accept never runs out of
+// descriptors in normal operation.
+func connectionLimit() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return maxConcurrency
 	}
-	n := int(rl.Cur) - fdReserve
-	if n < 16 {
-		n = 16
+	n := int(lim.Cur) - fdReserve
+	if n > maxConcurrency {
+		n = maxConcurrency
 	}
-	return min(n, maxConnsTotal)
+	if n < 64 {
+		n = 64
+	}
+	return n
 }
 
-// guardedListener keeps serving at the descriptor limit: EMFILE/ENFILE on
-// accept is waited out with a backoff (fasthttp would otherwise treat it as
-// fatal and the process would exit), and connections over the total or the
-// per-IP cap are closed at once instead of served.
-type guardedListener struct {
+// resilientListener keeps accepting after EMFILE/ENFILE: running out of
+// file descriptors is a load condition that passes as connections close, not
+// a reason for the server (and with it the process) to stop. fasthttp's
+// accept loop retries only timeouts, so without this one flood of idle
+// connections at the fd limit made Serve return and the process exit.
+type resilientListener struct {
 	net.Listener
-	log      *slog.Logger
-	maxTotal int
-	maxPerIP int
-
-	mu    sync.Mutex
-	total int
-	perIP map[string]int
-	// lastWarn rate-limits the warnings (one per second).
-	lastWarn time.Time
+	log *slog.Logger
 }
 
-func newGuardedListener(ln net.Listener, log *slog.Logger, maxTotal, maxPerIP int) *guardedListener {
-	return &guardedListener{Listener: ln, log: log, maxTotal: maxTotal, maxPerIP: maxPerIP, perIP: map[string]int{}}
-}
-
-func (l *guardedListener) warn(msg string, args ...any) {
-	l.mu.Lock()
-	now := time.Now()
-	ok := now.Sub(l.lastWarn) >= time.Second
-	if ok {
-		l.lastWarn = now
-	}
-	l.mu.Unlock()
-	if ok {
-		l.log.Warn(msg, args...)
-	}
-}
-
-// Accept returns the next connection within the caps.
-func (l *guardedListener) Accept() (net.Conn, error) {
-	backoff := 5 * time.Millisecond
+func (l resilientListener) Accept() (net.Conn, error) {
+	delay := 5 * time.Millisecond
+	var lastLog time.Time
 	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				l.warn("accept: out of file descriptors, backing off", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
-				backoff = min(backoff*2, time.Second)
-				continue
-			}
-			return nil, err
+		conn, err := l.Listener.Accept()
+		if err == nil || !isFDExhausted(err) {
+			return conn, err
 		}
-		backoff = 5 * time.Millisecond
-		ip := ""
-		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-			ip = ta.IP.String()
+		if time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			l.log.Warn("accept: out of file descriptors; backing off and serving on", "err", err, "retry_in", delay)
 		}
-		l.mu.Lock()
-		over := l.total >= l.maxTotal || l.perIP[ip] >= l.maxPerIP
-		if !over {
-			l.total++
-			l.perIP[ip]++
+		time.Sleep(delay)
+		if delay *= 2; delay > time.Second {
+			delay = time.Second
 		}
-		l.mu.Unlock()
-		if over {
-			_ = c.Close()
-			l.warn("connection refused: over the connection cap", "remote_addr", ip, "max_total", l.maxTotal, "max_per_ip", l.maxPerIP)
-			continue
-		}
-		return &guardedConn{Conn: c, l: l, ip: ip}, nil
 	}
 }
 
-func (l *guardedListener) release(ip string) {
-	l.mu.Lock()
-	l.total--
-	if l.perIP[ip]--; l.perIP[ip] <= 0 {
-		delete(l.perIP, ip)
-	}
-	l.mu.Unlock()
-}
-
-// guardedConn gives its slot back once when closed.
-type guardedConn struct {
-	net.Conn
-	l    *guardedListener
-	ip   string
-	once sync.Once
-}
-
-func (c *guardedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.ip) })
-	return err
+func isFDExhausted(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }

@@ -65,18 +65,18 @@ type request struct {
 	res  ApplyResult
 	err  error
 	done chan struct{}
-	// state arbitrates between a caller giving up and the writer taking the
-	// request into a batch: whoever moves it off stateQueued first decides.
-	// A caller that gives up first gets ctx.Err() and the request is never
-	// written; once the writer has taken it, the caller waits for the commit
-	// and answers with its real outcome (never "not stored" for a stored one).
+	// state settles, exactly once per submission, who owns the request:
+	// the writer taking it into a transaction, or the caller giving up
+	// first. A request the caller gave up on is never committed, so its
+	// caller's "not stored" answer stays true; one the writer took is waited
+	// for, so its caller never answers before knowing the outcome.
 	state atomic.Int32
 }
 
 const (
-	stateQueued int32 = iota
-	stateTaken
-	stateAbandoned
+	requestQueued    int32 = iota
+	requestTaken           // the writer holds it; the caller waits for done
+	requestAbandoned       // the caller gave up; the writer drops it
 )
 
 // requestError marks the failure of one request's writes inside a batch
@@ -96,9 +96,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 // If any nonce was already recorded and has not expired, Apply returns
 // ErrReplayed and stores nothing. An event identical to one already stored
 // for the message yields Duplicate (its nonces are recorded). If ctx ends
-// before the writer has taken the request into a batch, Apply returns
-// ctx.Err() and nothing is ever written; once it has been taken, Apply waits
-// for that commit and returns its outcome, so an error never hides a write.
+// before the writer took the request into a transaction, Apply returns
+// ctx.Err() and nothing of it is written; once the writer has taken it,
+// Apply waits for the commit's outcome whatever ctx says.
 func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResult, error) {
 	if err := ev.Validate(); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply event: invalid: %w", err)
@@ -160,11 +160,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// submit queues r and waits for its answer. On error r is not returned to
-// the pool: the writer may still hold it. See Apply for what a ctx that ends
-// means.
+// submit queues r and waits for its answer. If ctx ends before the writer
+// took r, r is abandoned: the writer drops it unwritten and submit returns
+// ctx.Err(). If the writer already took it, submit waits for the commit, so
+// the caller never reports "not stored" for a write that lands. On error r
+// is not returned to the pool: the writer may still hold it.
 func (s *Store) submit(ctx context.Context, r *request) error {
-	r.state.Store(stateQueued)
+	r.state.Store(requestQueued)
 	s.mu.RLock()
 	if s.closing {
 		s.mu.RUnlock()
@@ -181,13 +183,18 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	case <-r.done:
 		return nil
 	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+		if r.state.CompareAndSwap(requestQueued, requestAbandoned) {
 			return ctx.Err()
 		}
-		// The writer has it in a commit: its outcome is the answer.
 		<-r.done
 		return nil
 	}
+}
+
+// take claims r for the transaction being built; false means its caller
+// gave up and r must be dropped unwritten.
+func take(r *request) bool {
+	return r.state.CompareAndSwap(requestQueued, requestTaken)
 }
 
 func (s *Store) release(r *request) {
@@ -207,15 +214,11 @@ func (s *Store) release(r *request) {
 func (s *Store) writer() {
 	defer close(s.done)
 	w := &writerState{s: s, batch: make([]*request, 0, maxBatch)}
-	take := func(r *request) {
-		// A request whose caller already gave up is dropped unwritten.
-		if r.state.CompareAndSwap(stateQueued, stateTaken) {
-			w.batch = append(w.batch, r)
-		}
-	}
 	for first := range s.reqs {
 		w.batch = w.batch[:0]
-		take(first)
+		if take(first) {
+			w.batch = append(w.batch, first)
+		}
 	drain:
 		for len(w.batch) < maxBatch {
 			select {
@@ -223,7 +226,9 @@ func (s *Store) writer() {
 				if !ok {
 					break drain
 				}
-				take(r)
+				if take(r) {
+					w.batch = append(w.batch, r)
+				}
 			default:
 				break drain
 			}
