@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,17 +48,37 @@ func connectionLimit() int {
 // a reason for the server (and with it the process) to stop. fasthttp's
 // accept loop retries only timeouts, so without this one flood of idle
 // connections at the fd limit made Serve return and the process exit.
+//
+// It also enforces the per-IP cap: a connection over it is closed at once.
+// (fasthttp's own MaxConnsPerIP wrapper panics when a hijacked WebSocket
+// connection is closed twice, which took the whole process down; here the
+// slot is given back exactly once, however often Close is called.)
 type resilientListener struct {
 	net.Listener
-	log *slog.Logger
+	log      *slog.Logger
+	maxPerIP int
+
+	mu      sync.Mutex
+	perIP   map[string]int
+	lastCap time.Time // rate-limits the over-cap warning
 }
 
-func (l resilientListener) Accept() (net.Conn, error) {
+func newResilientListener(ln net.Listener, log *slog.Logger, maxPerIP int) *resilientListener {
+	return &resilientListener{Listener: ln, log: log, maxPerIP: maxPerIP, perIP: map[string]int{}}
+}
+
+func (l *resilientListener) Accept() (net.Conn, error) {
 	delay := 5 * time.Millisecond
 	var lastLog time.Time
 	for {
 		conn, err := l.Listener.Accept()
-		if err == nil || !isFDExhausted(err) {
+		if err == nil {
+			if c, ok := l.admit(conn); ok {
+				return c, nil
+			}
+			continue
+		}
+		if !isFDExhausted(err) {
 			return conn, err
 		}
 		if time.Since(lastLog) > 10*time.Second {
@@ -69,6 +90,54 @@ func (l resilientListener) Accept() (net.Conn, error) {
 			delay = time.Second
 		}
 	}
+}
+
+// admit counts conn against its IP's cap, or closes it when over.
+func (l *resilientListener) admit(conn net.Conn) (net.Conn, bool) {
+	ip := ""
+	if ta, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		ip = ta.IP.String()
+	}
+	l.mu.Lock()
+	over := l.perIP[ip] >= l.maxPerIP
+	warn := over && time.Since(l.lastCap) > 10*time.Second
+	if warn {
+		l.lastCap = time.Now()
+	}
+	if !over {
+		l.perIP[ip]++
+	}
+	l.mu.Unlock()
+	if over {
+		_ = conn.Close()
+		if warn {
+			l.log.Warn("connection refused: over the per-IP connection cap", "remote_addr", ip, "max_per_ip", l.maxPerIP)
+		}
+		return nil, false
+	}
+	return &countedConn{Conn: conn, l: l, ip: ip}, true
+}
+
+func (l *resilientListener) release(ip string) {
+	l.mu.Lock()
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+	l.mu.Unlock()
+}
+
+// countedConn gives its per-IP slot back once, on the first Close.
+type countedConn struct {
+	net.Conn
+	l    *resilientListener
+	ip   string
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.ip) })
+	return err
 }
 
 func isFDExhausted(err error) bool {

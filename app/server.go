@@ -159,7 +159,6 @@ func NewServer(opts Options) (*Server, error) {
 		ReadBufferSize: 8 << 10,
 		Concurrency:    connectionLimit(),
 	})
-	s.fiber.Server().MaxConnsPerIP = maxConnsPerIP
 	s.routes()
 	return s, nil
 }
@@ -227,7 +226,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.lnMu.Unlock()
-	if err := s.fiber.Listener(resilientListener{Listener: ln, log: s.log}); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.fiber.Listener(newResilientListener(ln, s.log, maxConnsPerIP)); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
