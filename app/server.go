@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"plivo-dlr/app/forward"
 	"plivo-dlr/storage"
 )
 
@@ -31,6 +32,8 @@ type Options struct {
 	Sandbox bool
 	// Reconcile tunes the reconciliation loop; zero values take defaults.
 	Reconcile ReconcileOptions
+	// Forward is the event feed (NewForwarder); nil when no sink is set.
+	Forward *forward.Manager
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -59,6 +62,7 @@ type Server struct {
 	plivo     *PlivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
+	forward   *forward.Manager
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -120,6 +124,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
 	s.AddNotifier(s.hub)
+	if s.forward = opts.Forward; s.forward != nil {
+		s.AddNotifier(forwardWaker{s.forward})
+	}
 	opts.Store.SetOnApplied(s.publish)
 	s.wsUpgrade = s.newWSUpgrader()
 
@@ -127,13 +134,19 @@ func NewServer(opts Options) (*Server, error) {
 		AppName:               "plivo-dlr",
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
-		// The largest legitimate request is a send with a long text and a few
-		// media URLs; callbacks are limited further in their handler.
-		BodyLimit:      1 << 20,
+		// One limit for every route, checked by fasthttp against
+		// Content-Length before any of the body is read (and while a chunked
+		// body streams): the largest legitimate request, a send with 1,600
+		// characters and ten media URLs, is far below a callback's 64 KiB,
+		// and a larger limit let unauthenticated slow 1 MB bodies pile up in
+		// memory.
+		BodyLimit:      MaxCallbackBody,
 		ReadTimeout:    30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		ReadBufferSize: 8 << 10,
+		Concurrency:    connectionLimit(),
 	})
+	s.fiber.Server().MaxConnsPerIP = maxConnsPerIP
 	s.routes()
 	return s, nil
 }
@@ -160,6 +173,7 @@ func (s *Server) routes() {
 	api.Get("/stats", s.handleStats)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
+	s.forwardRoutes(api)
 	s.dashboardRoutes()
 }
 
@@ -192,7 +206,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.lnMu.Unlock()
-	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.fiber.Listener(resilientListener{Listener: ln, log: s.log}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
