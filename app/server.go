@@ -7,10 +7,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"plivo-dlr/app/forward"
@@ -45,11 +47,13 @@ type Server struct {
 	verifier *SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
 	diagnoseLimit perSecond
-	publicURL     string
-	apiTokens     [][]byte
-	metrics       *Metrics
-	registry      *prometheus.Registry
-	ui            fs.FS
+	// rejections samples the log lines of refused requests.
+	rejections rejectionLog
+	publicURL  string
+	apiTokens  [][]byte
+	metrics    *Metrics
+	registry   *prometheus.Registry
+	ui         fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
@@ -106,6 +110,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.metrics = NewMetrics(opts.Registry)
 	s.diagnoseLimit.limit = 10
+	s.rejections.limit.limit = 20
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
@@ -154,6 +159,14 @@ func NewServer(opts Options) (*Server, error) {
 // routes registers every route in one place.
 func (s *Server) routes() {
 	app := s.fiber
+	// A panic in a handler (a corrupted database page makes bbolt panic)
+	// is answered 500 and logged; the process keeps serving callbacks.
+	app.Use(recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("handler panic recovered", "method", c.Method(), "path", clip(c.Path()), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+		},
+	}))
 	if s.cfg.TLSEnabled() {
 		app.Use(hsts)
 	}
