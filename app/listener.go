@@ -11,12 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Connection limits. fasthttp answers a connection over either limit with
-// 503 and closes it, so an attacker holding idle connections cannot use up
-// the process's file descriptors, while Plivo, which calls from a handful
-// of addresses with at most a few hundred connections each, still gets in.
+// Connection limits. fasthttp answers a connection over the limit with 503
+// and closes it, so idle connections cannot use up the descriptors the
+// database, logs and outgoing calls need.
 const (
-	// maxConnsPerIP bounds one client address's concurrent connections.
+	// maxConnsPerIP bounds one client address's concurrent connections:
+	// Plivo calls from a handful of addresses with short requests, so this
+	// leaves it ample room while one attacker's idle keep-alives or
+	// slowloris connections cannot take every slot.
 	maxConnsPerIP = 512
 	// fdReserve is kept free below RLIMIT_NOFILE for the database, logs,
 	// outgoing calls (Plivo's API, forwarding sinks) and the listeners.
@@ -138,6 +140,15 @@ func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })
 	return err
+}
+
+// SetWriteBuffer passes through to the TCP connection (the WebSocket
+// stream shrinks its send buffer so a slow client is noticed).
+func (c *countedConn) SetWriteBuffer(n int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetWriteBuffer(n)
+	}
+	return nil
 }
 
 func isFDExhausted(err error) bool {

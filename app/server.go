@@ -159,6 +159,10 @@ func NewServer(opts Options) (*Server, error) {
 		ReadBufferSize: 8 << 10,
 		Concurrency:    connectionLimit(),
 	})
+	// The per-IP cap is enforced by our listener (see resilientListener):
+	// fasthttp's MaxConnsPerIP wrapper crashes (nil pointer in
+	// perIPConn.Close, fasthttp 1.52) when a connection is hijacked, as
+	// every WebSocket is.
 	s.routes()
 	return s, nil
 }

@@ -185,9 +185,10 @@ func underlyingConn(c net.Conn) net.Conn {
 	return c
 }
 
-// limitSendBuffer shrinks the kernel send buffer of a TCP connection.
+// limitSendBuffer shrinks the kernel send buffer of a TCP connection (also
+// when wrapped by our listener's countedConn).
 func limitSendBuffer(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
 		_ = tc.SetWriteBuffer(wsSendBuffer)
 	}
 }
