@@ -89,7 +89,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	default:
 		err = usageError{fmt.Errorf("unknown command %q (try plivo-dlr help)", cmd)}
 	}
-	if err == nil {
+	// -h/--help on a command printed its usage: asked for, so not an error.
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	fmt.Fprintln(stderr, "plivo-dlr:", err)
@@ -110,6 +111,9 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {

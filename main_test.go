@@ -657,3 +657,25 @@ func waitForDeadline(d time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
+
+// TestCommandHelpExitsZero: `plivo-dlr CMD --help` prints the command's
+// flags and exits 0 (asked for, not an error), without "flag: help requested".
+func TestCommandHelpExitsZero(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, cmd := range []string{"serve", "send", "backup", "export", "check-config"} {
+		for _, flagName := range []string{"-h", "--help"} {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{cmd, flagName}, strings.NewReader(""), &stdout, &stderr, noEnv)
+			out := stdout.String() + stderr.String()
+			if code != 0 {
+				t.Errorf("%s %s: exit code %d, want 0 (output %q)", cmd, flagName, code, out)
+			}
+			if strings.Contains(out, "help requested") {
+				t.Errorf("%s %s: output %q reports help as an error", cmd, flagName, out)
+			}
+			if !strings.Contains(out, "Usage of "+cmd) && !strings.Contains(out, "-config") {
+				t.Errorf("%s %s: output %q shows no usage", cmd, flagName, out)
+			}
+		}
+	}
+}
