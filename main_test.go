@@ -679,3 +679,39 @@ func TestCommandHelpExitsZero(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentedHashPasswordExamples runs every literal
+// `printf '%s' '...' | plivo-dlr hash-password` of the README and the shipped
+// config: each must be accepted (8-character minimum), not fail as written.
+func TestDocumentedHashPasswordExamples(t *testing.T) {
+	re := regexp.MustCompile(`printf '%s' '([^']*)' \| plivo-dlr hash-password`)
+	found := 0
+	for _, file := range []string{"README.md", "systemd/config.toml", "config.toml.example"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			found++
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), []string{"hash-password"}, strings.NewReader(m[1]), &stdout, &stderr, func(string) string { return "" }); code != 0 {
+				t.Errorf("%s: %q: exit %d: %s", file, m[0], code, stderr.String())
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no hash-password example found in the README or the shipped configs")
+	}
+}
+
+// TestSandboxDataIgnored: serve --sandbox writes ./data-sandbox, which must
+// not end up in a commit.
+func TestSandboxDataIgnored(t *testing.T) {
+	data, err := os.ReadFile(".gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^/?data-sandbox/?$`).Match(data) {
+		t.Errorf(".gitignore does not list data-sandbox/:\n%s", data)
+	}
+}
