@@ -21,3 +21,23 @@ func TestListMessagesRejectsUnknownStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestUnauthorizedCarriesChallenge: every 401 of the API and /metrics names
+// the scheme in WWW-Authenticate (RFC 9110 section 11.6.1).
+func TestUnauthorizedCarriesChallenge(t *testing.T) {
+	env := startMetricsServer(t, "", nil, func(c *Config) { c.Metrics.Token = "metrics-token-0123456789" })
+	for _, path := range []string{"/api/messages", "/api/stats", "/metrics"} {
+		resp, err := http.Get(env.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET %s without a token: got %d, want 401", path, resp.StatusCode)
+			continue
+		}
+		if h := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(h, "Bearer ") {
+			t.Errorf("GET %s: 401 with WWW-Authenticate %q, want a Bearer challenge", path, h)
+		}
+	}
+}
