@@ -715,3 +715,31 @@ func TestSandboxDataIgnored(t *testing.T) {
 		t.Errorf(".gitignore does not list data-sandbox/:\n%s", data)
 	}
 }
+
+// TestSendErrorsSayWhatToDo: no scheme in --server, nothing listening, a
+// token file that cannot be read: each error names the fix (issue 11).
+func TestSendErrorsSayWhatToDo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	noEnv := func(string) string { return "" }
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"no scheme", []string{"send", "--to", "+14155550123", "--text", "hi", "--server", "127.0.0.1:8080"}, 2, "must be a URL like http://127.0.0.1:8080"},
+		{"nothing listening", []string{"send", "--to", "+14155550123", "--text", "hi", "--server", closed, "--token", "0123456789abcdef"}, 1, "plivo-dlr serve"},
+		{"unreadable token file", []string{"send", "--to", "+14155550123", "--text", "hi", "--server", closed, "--token-file", "/nonexistent/token"}, 2, "--token-file"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr, noEnv)
+		if code != tt.wantCode || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", tt.name, code, stderr.String(), tt.wantCode, tt.want)
+		}
+	}
+}
