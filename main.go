@@ -172,6 +172,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, getenv func(string)
 		return err
 	}
 	fmt.Fprint(stdout, out)
+	// Valid but still the shipped example: say so, the exit stays 0.
+	for _, p := range cfg.Placeholders() {
+		fmt.Fprintln(stderr, "plivo-dlr: warning:", p)
+	}
 	return nil
 }
 
