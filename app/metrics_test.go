@@ -554,7 +554,7 @@ func TestAlertRules(t *testing.T) {
 		if os.Getenv("PLIVO_DLR_SKIP_PROMTOOL") == "1" {
 			t.Skip("promtool not installed and PLIVO_DLR_SKIP_PROMTOOL=1")
 		}
-		t.Fatal("promtool not found: apt-get install prometheus (or set PLIVO_DLR_SKIP_PROMTOOL=1)")
+		t.Fatal("promtool not found: run .ci/deps (or set PLIVO_DLR_SKIP_PROMTOOL=1)")
 	}
 	out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput()
 	if err != nil {
