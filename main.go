@@ -57,6 +57,8 @@ commands:
                                      save a consistent copy of a running server's database
   export [--format csv|ndjson] [--since T] [--until T] [--status S] [--out FILE] [-config FILE] [--server URL] [--token TOKEN]
                                      stream a running server's messages, oldest first (stdout by default)
+  forward status|retry NAME|replay NAME --since CURSOR
+                                     show the forwarding sinks, re-queue dead letters, deliver again
   check-config -config FILE          validate a config file and print it, secrets masked
   hash-password                      read a password on stdin, print its bcrypt hash
   version                            print the version
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdBackup(ctx, rest, stdout, stderr, getenv)
 	case "export":
 		err = cmdExport(ctx, rest, stdout, stderr, getenv)
+	case "forward":
+		err = cmdForward(ctx, rest, stdout, stderr, getenv)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr, getenv)
 	case "hash-password":
@@ -377,7 +381,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}()
 
-	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil})
+	fwd, err := app.NewForwarder(cfg, store, logger, reg)
+	if err != nil {
+		return err
+	}
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil, Forward: fwd})
 	if err != nil {
 		return err
 	}
@@ -405,6 +413,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer cancel()
 	go purgeNonces(ctx, store, logger)
 	go app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx)
+	if fwd != nil {
+		if err := fwd.Start(ctx); err != nil {
+			return fmt.Errorf("start forwarding: %w", err)
+		}
+		// Runs before the deferred store.Close: in-flight attempts end and
+		// each sink's cursor is saved.
+		defer fwd.Stop()
+		logger.Info("forwarding", "sinks", strings.Join(fwd.Names(), ","))
+	}
 	reconcileDone := make(chan struct{})
 	go func() {
 		defer close(reconcileDone)

@@ -223,6 +223,7 @@ func (l SandboxLogin) WriteBanner(w io.Writer, cfg Config) {
              (or plivo-dlr send ...); %.0f%% of messages fail, as on a real network
 
 `, cfg.Server.DataDir, cfg.EffectivePublicURL(), l.Username, password, l.APIToken, l.APIToken, 100*cfg.Sandbox.FailureShare)
+	writeForwardHint(w, cfg)
 }
 
 // Close stops the API and every pending callback, and waits for them. It

@@ -7,12 +7,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"plivo-dlr/app/forward"
 	"plivo-dlr/storage"
 )
 
@@ -31,6 +34,8 @@ type Options struct {
 	Sandbox bool
 	// Reconcile tunes the reconciliation loop; zero values take defaults.
 	Reconcile ReconcileOptions
+	// Forward is the event feed (NewForwarder); nil when no sink is set.
+	Forward *forward.Manager
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -42,11 +47,13 @@ type Server struct {
 	verifier *SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
 	diagnoseLimit perSecond
-	publicURL     string
-	apiTokens     [][]byte
-	metrics       *Metrics
-	registry      *prometheus.Registry
-	ui            fs.FS
+	// rejections samples the log lines of refused requests.
+	rejections rejectionLog
+	publicURL  string
+	apiTokens  [][]byte
+	metrics    *Metrics
+	registry   *prometheus.Registry
+	ui         fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
@@ -59,6 +66,7 @@ type Server struct {
 	plivo     *PlivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
+	forward   *forward.Manager
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -102,6 +110,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.metrics = NewMetrics(opts.Registry)
 	s.diagnoseLimit.limit = 10
+	s.rejections.limit.limit = 20
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
@@ -120,6 +129,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
 	s.AddNotifier(s.hub)
+	if s.forward = opts.Forward; s.forward != nil {
+		s.AddNotifier(forwardWaker{s.forward})
+	}
 	opts.Store.SetOnApplied(s.publish)
 	s.wsUpgrade = s.newWSUpgrader()
 
@@ -127,13 +139,19 @@ func NewServer(opts Options) (*Server, error) {
 		AppName:               "plivo-dlr",
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
-		// The largest legitimate request is a send with a long text and a few
-		// media URLs; callbacks are limited further in their handler.
-		BodyLimit:      1 << 20,
+		// One limit for every route, checked by fasthttp against
+		// Content-Length before any of the body is read (and while a chunked
+		// body streams): the largest legitimate request, a send with 1,600
+		// characters and ten media URLs, is far below a callback's 64 KiB,
+		// and a larger limit let unauthenticated slow 1 MB bodies pile up in
+		// memory.
+		BodyLimit:      MaxCallbackBody,
 		ReadTimeout:    30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		ReadBufferSize: 8 << 10,
+		Concurrency:    connectionLimit(),
 	})
+	s.fiber.Server().MaxConnsPerIP = maxConnsPerIP
 	s.routes()
 	return s, nil
 }
@@ -141,6 +159,14 @@ func NewServer(opts Options) (*Server, error) {
 // routes registers every route in one place.
 func (s *Server) routes() {
 	app := s.fiber
+	// A panic in a handler (a corrupted database page makes bbolt panic)
+	// is answered 500 and logged; the process keeps serving callbacks.
+	app.Use(recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("handler panic recovered", "method", c.Method(), "path", clip(c.Path()), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+		},
+	}))
 	if s.cfg.TLSEnabled() {
 		app.Use(hsts)
 	}
@@ -160,6 +186,7 @@ func (s *Server) routes() {
 	api.Get("/stats", s.handleStats)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
+	s.forwardRoutes(api)
 	s.dashboardRoutes()
 }
 
@@ -192,7 +219,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.lnMu.Unlock()
-	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.fiber.Listener(resilientListener{Listener: ln, log: s.log}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil
