@@ -10,13 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Connection limits. fasthttp answers a connection over either limit with
-// 503 and closes it, so an attacker holding idle connections cannot use up
-// the process's file descriptors, while Plivo, which calls from a handful
-// of addresses with at most a few hundred connections each, still gets in.
+// Connection limits. fasthttp answers a connection over the limit with 503
+// and closes it, so idle connections cannot use up the descriptors the
+// database, logs and outgoing calls need.
 const (
-	// maxConnsPerIP bounds one client address's concurrent connections.
-	maxConnsPerIP = 512
 	// fdReserve is kept free below RLIMIT_NOFILE for the database, logs,
 	// outgoing calls (Plivo's API, forwarding sinks) and the listeners.
 	fdReserve = 128

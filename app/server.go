@@ -151,7 +151,9 @@ func NewServer(opts Options) (*Server, error) {
 		ReadBufferSize: 8 << 10,
 		Concurrency:    connectionLimit(),
 	})
-	s.fiber.Server().MaxConnsPerIP = maxConnsPerIP
+	// No fasthttp MaxConnsPerIP: its perIPConn wrapper crashes (nil
+	// pointer in perIPConn.Close, fasthttp 1.52) when a connection is
+	// hijacked, as every WebSocket is.
 	s.routes()
 	return s, nil
 }
