@@ -93,7 +93,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	default:
 		err = usageError{fmt.Errorf("unknown command %q (try plivo-dlr help)", cmd)}
 	}
-	if err == nil {
+	// -h/--help on a command printed its usage: asked for, so not an error.
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	fmt.Fprintln(stderr, "plivo-dlr:", err)
@@ -114,6 +115,9 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
@@ -172,6 +176,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, getenv func(string)
 		return err
 	}
 	fmt.Fprint(stdout, out)
+	// Valid but still the shipped example: say so, the exit stays 0.
+	for _, p := range cfg.Placeholders() {
+		fmt.Fprintln(stderr, "plivo-dlr: warning:", p)
+	}
 	return nil
 }
 
@@ -195,7 +203,7 @@ func cmdHashPassword(stdin io.Reader, stdout io.Writer) error {
 // apiFlags are the flags of the commands that talk to a running server's
 // API (bbolt locks the data file to the server process).
 type apiFlags struct {
-	config, server, token *string
+	config, server, token, tokenFile *string
 }
 
 // addAPIFlags registers -config, --server and --token on fs.
@@ -204,6 +212,8 @@ func addAPIFlags(fs *flag.FlagSet) apiFlags {
 		config: fs.String("config", "", "config file (TOML) giving the server URL and an API token"),
 		server: fs.String("server", "", "server URL (default: the config's public URL)"),
 		token:  fs.String("token", "", "API token (default: $PLIVO_DLR_API_TOKEN, else the config's first dashboard.api_tokens)"),
+		// A token on the command line is visible in ps and shell history.
+		tokenFile: fs.String("token-file", "", "file holding the API token (default: $PLIVO_DLR_API_TOKEN_FILE)"),
 	}
 }
 
@@ -222,8 +232,24 @@ func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, toke
 	if token == "" {
 		token = getenv("PLIVO_DLR_API_TOKEN")
 	}
+	if token == "" {
+		file := *f.tokenFile
+		if file == "" {
+			file = getenv("PLIVO_DLR_API_TOKEN_FILE")
+		}
+		if file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", "", usageError{fmt.Errorf("--token-file: %w", err)}
+			}
+			token = strings.TrimRight(string(b), "\r\n")
+		}
+	}
 	if token == "" && len(cfg.Dashboard.APITokens) > 0 {
 		token = string(cfg.Dashboard.APITokens[0])
+	}
+	if err := app.CheckServerURL(serverURL); err != nil {
+		return "", "", usageError{err}
 	}
 	return serverURL, token, nil
 }
@@ -377,7 +403,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	logger.Info("plivo-dlr started", "version", buildVersion(), "addr", ln.Addr().String(),
 		"callback_url", cfg.CallbackURL(), "data_dir", cfg.Server.DataDir)
 	if len(cfg.AuthTokens()) == 0 {
-		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned")
+		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned; set PLIVO_AUTH_TOKEN (or plivo.auth_token), or try it locally with `plivo-dlr serve --sandbox`")
 	}
 	if sandbox != nil {
 		sandboxLogin.WriteBanner(stdout, cfg)

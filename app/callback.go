@@ -120,22 +120,22 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 	headerSet := "none"
 	switch {
 	case req.Headers.V3 != "" || req.Headers.MaV3 != "":
-		headerSet = "v3"
+		headerSet = SchemeV3
 	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
-		headerSet = "v2"
+		headerSet = SchemeV2
 	}
-	cause, hint := "token_or_forgery", ""
+	cause, hint := causeTokenOrForgery, ""
 	switch {
 	case errors.Is(err, ErrMissingSignature):
-		cause = "missing"
+		cause = causeMissing
 	case !s.diagnoseLimit.allow(s.now()):
 		// Diagnose costs a few hundred HMACs: a flood of forgeries must not
 		// turn it into a CPU amplifier, and a few hints a second are plenty.
-		cause = "undiagnosed"
+		cause = causeUndiagnosed
 	default:
 		hint = s.verifier.Diagnose(req, string(c.Request().Host()))
 		if strings.Contains(hint, "would verify with URL") {
-			cause = "url_mismatch"
+			cause = causeURLMismatch
 		}
 	}
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()

@@ -364,6 +364,11 @@ func (c *Config) Validate() error {
 			return bad("server.public_url", "must include a host (got %q)", c.Server.PublicURL)
 		case u.RawQuery != "" || u.Fragment != "":
 			return bad("server.public_url", "must not have a query or fragment (got %q)", c.Server.PublicURL)
+		case c.Plivo.CallbackPath != "" && strings.HasSuffix(strings.TrimRight(u.Path, "/"), strings.TrimRight(c.Plivo.CallbackPath, "/")):
+			// An easy mistake ("the URL Plivo calls"): every signature would
+			// then cover the path twice and every callback be a 403.
+			want := strings.TrimSuffix(strings.TrimRight(c.Server.PublicURL, "/"), strings.TrimRight(c.Plivo.CallbackPath, "/"))
+			return bad("server.public_url", "must not include the callback path %s, which plivo-dlr appends: write %q (got %q)", c.Plivo.CallbackPath, want, c.Server.PublicURL)
 		}
 	}
 	switch c.TLS.Mode {

@@ -254,6 +254,7 @@ func (sb *Sandbox) authorized(w http.ResponseWriter, r *http.Request) bool {
 	id, token, ok := r.BasicAuth()
 	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(sb.authID)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(token), []byte(sb.authToken)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="plivo-dlr sandbox"`)
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = io.WriteString(w, "Could not verify your access level for that URL.\nYou have to login with proper credentials")
