@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +73,11 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	if err != nil {
 		s.rejectSignature(c, req, err)
 		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+	}
+	for _, n := range verification.Nonces {
+		if len(n) > storage.MaxNonceLen {
+			return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
+		}
 	}
 	if paramsErr != nil {
 		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}

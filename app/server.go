@@ -50,6 +50,8 @@ type Server struct {
 	verifier *SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
 	diagnoseLimit perSecond
+	// logoutMu orders logouts' revocation-list writes.
+	logoutMu sync.Mutex
 	// rejections samples the log lines of refused requests.
 	rejections rejectionLog
 	publicURL  string

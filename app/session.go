@@ -248,8 +248,21 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 // handleLogout ends the session on the server too (a copy of the cookie
 // stops working) and clears the cookie.
 func (s *Server) handleLogout(c *fiber.Ctx) error {
+	// SameSite=Strict keeps the cookie off cross-site requests in current
+	// browsers; the Origin check also refuses a cross-site form post that
+	// would log the user out.
+	if !s.sameOrigin(c) {
+		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin logout refused"}
+	}
 	if id, exp, ok := s.auth.parseSession(c.Cookies(sessionCookie)); ok {
-		if err := s.store.PutMeta(metaRevokedSessions, s.auth.revoke(id, exp, s.now())); err != nil {
+		// Computing the revocation list and persisting it happen under one
+		// lock: two concurrent logouts persisting in the reverse order of
+		// their computation would drop a revocation, and a restart would
+		// then revive that session.
+		s.logoutMu.Lock()
+		err := s.store.PutMeta(metaRevokedSessions, s.auth.revoke(id, exp, s.now()))
+		s.logoutMu.Unlock()
+		if err != nil {
 			// The session is revoked in memory; only a restart would revive it.
 			s.log.Warn("persist session logout", "err", err)
 		}

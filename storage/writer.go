@@ -17,8 +17,9 @@ import (
 // latency of the batch's first caller and the size of one commit.
 const maxBatch = 1024
 
-// maxNonceLen keeps a nonce well under bbolt's key size limit.
-const maxNonceLen = 1024
+// MaxNonceLen keeps a nonce well under bbolt's key size limit; the app
+// refuses longer ones as malformed (400).
+const MaxNonceLen = 1024
 
 // Nonce is a signature nonce to remember until ExpiresAt.
 type Nonce struct {
@@ -104,8 +105,8 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 		return ApplyResult{}, fmt.Errorf("apply event: invalid: %w", err)
 	}
 	for _, n := range nonces {
-		if len(n.Value) > maxNonceLen {
-			return ApplyResult{}, fmt.Errorf("apply event: nonce longer than %d bytes", maxNonceLen)
+		if len(n.Value) > MaxNonceLen {
+			return ApplyResult{}, fmt.Errorf("apply event: nonce longer than %d bytes", MaxNonceLen)
 		}
 	}
 	r := s.pool.Get().(*request)
