@@ -188,6 +188,10 @@ func underlyingConn(c net.Conn) net.Conn {
 // limitSendBuffer shrinks the kernel send buffer of a TCP connection (also
 // when wrapped by our listener's countedConn).
 func limitSendBuffer(c net.Conn) {
+	// Under TLS, the production mode, the socket is inside the *tls.Conn.
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
 	if tc, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
 		_ = tc.SetWriteBuffer(wsSendBuffer)
 	}
