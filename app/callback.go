@@ -129,6 +129,7 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 		}
 	}
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
+	s.refused.note(s.now().UTC(), urlHint(hint))
 	attrs := []any{"header_set", headerSet, "cause", cause, "url", req.URL, "remote_addr", c.IP(), "err", err}
 	if hint != "" {
 		attrs = append(attrs, "hint", hint)

@@ -59,6 +59,10 @@ type Server struct {
 	plivo     *PlivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
+	// Health: refused callbacks and other problem sources for GET /api/health.
+	refused        refusals
+	problemSources []ProblemSource
+	started        time.Time
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -104,6 +108,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.diagnoseLimit.limit = 10
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
+	s.started = s.now().UTC()
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
 		if s.plivo, err = NewPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
@@ -158,6 +163,7 @@ func (s *Server) routes() {
 	api.Post("/messages", s.handleSend)
 	api.Get("/config", s.handleConfig)
 	api.Get("/stats", s.handleStats)
+	api.Get("/health", s.handleHealth)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
 	s.dashboardRoutes()
