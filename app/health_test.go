@@ -42,8 +42,21 @@ func TestHealthRefusedCallback(t *testing.T) {
 	if p := getHealth(t, d); len(p) != 0 {
 		t.Fatalf("problems on a fresh server: %+v", p)
 	}
-	// Sign over the callback URL with a trailing slash, as Plivo would if
-	// it had been configured with one: server.public_url is then "wrong".
+	wrongURL := sendMisSigned(t, d)
+	p := getHealth(t, d)
+	if len(p) != 1 || p[0].Kind != "callbacks_refused" {
+		t.Fatalf("problems after a refused callback: %+v", p)
+	}
+	if !strings.Contains(p[0].Hint, wrongURL) || !strings.Contains(p[0].Hint, "server.public_url") {
+		t.Errorf("hint %q does not name %s and server.public_url", p[0].Hint, wrongURL)
+	}
+}
+
+// sendMisSigned posts a callback signed over the callback URL with a
+// trailing slash, as Plivo would if it had been configured with one (so
+// server.public_url is "wrong"), checks it is refused, and returns that URL.
+func sendMisSigned(t *testing.T, d *dashServer) string {
+	t.Helper()
 	wrongURL := d.cfg.CallbackURL() + "/"
 	nonce := fmt.Sprint(rand.Uint64())
 	sig, err := ComputeSignatureV2(string(d.cfg.Plivo.AuthToken), wrongURL, nonce)
@@ -62,13 +75,7 @@ func TestHealthRefusedCallback(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatalf("wrongly signed callback accepted")
 	}
-	p := getHealth(t, d)
-	if len(p) != 1 || p[0].Kind != "callbacks_refused" {
-		t.Fatalf("problems after a refused callback: %+v", p)
-	}
-	if !strings.Contains(p[0].Hint, wrongURL) || !strings.Contains(p[0].Hint, "server.public_url") {
-		t.Errorf("hint %q does not name %s and server.public_url", p[0].Hint, wrongURL)
-	}
+	return wrongURL
 }
 
 func TestURLHint(t *testing.T) {
