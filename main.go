@@ -57,6 +57,8 @@ commands:
                                      save a consistent copy of a running server's database
   export [--format csv|ndjson] [--since T] [--until T] [--status S] [--out FILE] [-config FILE] [--server URL] [--token TOKEN]
                                      stream a running server's messages, oldest first (stdout by default)
+  forward status|retry NAME|replay NAME --since CURSOR
+                                     show the forwarding sinks, re-queue dead letters, deliver again
   check-config -config FILE          validate a config file and print it, secrets masked
   hash-password                      read a password on stdin, print its bcrypt hash
   version                            print the version
@@ -78,6 +80,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdBackup(ctx, rest, stdout, stderr, getenv)
 	case "export":
 		err = cmdExport(ctx, rest, stdout, stderr, getenv)
+	case "forward":
+		err = cmdForward(ctx, rest, stdout, stderr, getenv)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr, getenv)
 	case "hash-password":
@@ -89,7 +93,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	default:
 		err = usageError{fmt.Errorf("unknown command %q (try plivo-dlr help)", cmd)}
 	}
-	if err == nil {
+	// -h/--help on a command printed its usage: asked for, so not an error.
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	fmt.Fprintln(stderr, "plivo-dlr:", err)
@@ -110,6 +115,9 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
@@ -168,6 +176,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, getenv func(string)
 		return err
 	}
 	fmt.Fprint(stdout, out)
+	// Valid but still the shipped example: say so, the exit stays 0.
+	for _, p := range cfg.Placeholders() {
+		fmt.Fprintln(stderr, "plivo-dlr: warning:", p)
+	}
 	return nil
 }
 
@@ -191,7 +203,7 @@ func cmdHashPassword(stdin io.Reader, stdout io.Writer) error {
 // apiFlags are the flags of the commands that talk to a running server's
 // API (bbolt locks the data file to the server process).
 type apiFlags struct {
-	config, server, token *string
+	config, server, token, tokenFile *string
 }
 
 // addAPIFlags registers -config, --server and --token on fs.
@@ -200,6 +212,8 @@ func addAPIFlags(fs *flag.FlagSet) apiFlags {
 		config: fs.String("config", "", "config file (TOML) giving the server URL and an API token"),
 		server: fs.String("server", "", "server URL (default: the config's public URL)"),
 		token:  fs.String("token", "", "API token (default: $PLIVO_DLR_API_TOKEN, else the config's first dashboard.api_tokens)"),
+		// A token on the command line is visible in ps and shell history.
+		tokenFile: fs.String("token-file", "", "file holding the API token (default: $PLIVO_DLR_API_TOKEN_FILE)"),
 	}
 }
 
@@ -218,8 +232,24 @@ func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, toke
 	if token == "" {
 		token = getenv("PLIVO_DLR_API_TOKEN")
 	}
+	if token == "" {
+		file := *f.tokenFile
+		if file == "" {
+			file = getenv("PLIVO_DLR_API_TOKEN_FILE")
+		}
+		if file != "" {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return "", "", usageError{fmt.Errorf("--token-file: %w", err)}
+			}
+			token = strings.TrimRight(string(b), "\r\n")
+		}
+	}
 	if token == "" && len(cfg.Dashboard.APITokens) > 0 {
 		token = string(cfg.Dashboard.APITokens[0])
+	}
+	if err := app.CheckServerURL(serverURL); err != nil {
+		return "", "", usageError{err}
 	}
 	return serverURL, token, nil
 }
@@ -351,7 +381,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		}
 	}()
 
-	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil})
+	fwd, err := app.NewForwarder(cfg, store, logger, reg)
+	if err != nil {
+		return err
+	}
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil, Forward: fwd})
 	if err != nil {
 		return err
 	}
@@ -369,7 +403,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	logger.Info("plivo-dlr started", "version", buildVersion(), "addr", ln.Addr().String(),
 		"callback_url", cfg.CallbackURL(), "data_dir", cfg.Server.DataDir)
 	if len(cfg.AuthTokens()) == 0 {
-		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned")
+		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned; set PLIVO_AUTH_TOKEN (or plivo.auth_token), or try it locally with `plivo-dlr serve --sandbox`")
 	}
 	if sandbox != nil {
 		sandboxLogin.WriteBanner(stdout, cfg)
@@ -379,6 +413,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	defer cancel()
 	go purgeNonces(ctx, store, logger)
 	go app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx)
+	if fwd != nil {
+		if err := fwd.Start(ctx); err != nil {
+			return fmt.Errorf("start forwarding: %w", err)
+		}
+		// Runs before the deferred store.Close: in-flight attempts end and
+		// each sink's cursor is saved.
+		defer fwd.Stop()
+		logger.Info("forwarding", "sinks", strings.Join(fwd.Names(), ","))
+	}
 	reconcileDone := make(chan struct{})
 	go func() {
 		defer close(reconcileDone)

@@ -107,7 +107,7 @@ func TestBackupRestoreAndExportCommands(t *testing.T) {
 			{"no out", nil, []string{"backup", "--server", server}, 2, "plivo-dlr: backup: --out is required\n"},
 			{"bad format", nil, []string{"export", "--format", "xml", "--server", server}, 2, "plivo-dlr: export: --format must be csv or ndjson (got \"xml\")\n"},
 			{"bad token from env", []string{"PLIVO_DLR_API_TOKEN=wrong-token-0123456789"},
-				[]string{"backup", "--out", out + ".2", "--server", server}, 1, "plivo-dlr: backup: server answered 401: authentication required\n"},
+				[]string{"backup", "--out", out + ".2", "--server", server}, 1, "plivo-dlr: backup: server answered 401: authentication required (pass an API token from dashboard.api_tokens with --token, --token-file or PLIVO_DLR_API_TOKEN)\n"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				code, _, stderr := cli(t, tc.env, tc.args...)

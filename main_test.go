@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -656,4 +657,189 @@ func waitForDeadline(d time.Duration, cond func() bool) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return cond()
+}
+
+// TestCommandHelpExitsZero: `plivo-dlr CMD --help` prints the command's
+// flags and exits 0 (asked for, not an error), without "flag: help requested".
+func TestCommandHelpExitsZero(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, cmd := range []string{"serve", "send", "backup", "export", "check-config"} {
+		for _, flagName := range []string{"-h", "--help"} {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), []string{cmd, flagName}, strings.NewReader(""), &stdout, &stderr, noEnv)
+			out := stdout.String() + stderr.String()
+			if code != 0 {
+				t.Errorf("%s %s: exit code %d, want 0 (output %q)", cmd, flagName, code, out)
+			}
+			if strings.Contains(out, "help requested") {
+				t.Errorf("%s %s: output %q reports help as an error", cmd, flagName, out)
+			}
+			if !strings.Contains(out, "Usage of "+cmd) && !strings.Contains(out, "-config") {
+				t.Errorf("%s %s: output %q shows no usage", cmd, flagName, out)
+			}
+		}
+	}
+}
+
+// TestDocumentedHashPasswordExamples runs every literal
+// `printf '%s' '...' | plivo-dlr hash-password` of the README and the shipped
+// config: each must be accepted (8-character minimum), not fail as written.
+func TestDocumentedHashPasswordExamples(t *testing.T) {
+	re := regexp.MustCompile(`printf '%s' '([^']*)' \| plivo-dlr hash-password`)
+	found := 0
+	for _, file := range []string{"README.md", "systemd/config.toml", "config.toml.example"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			found++
+			var stdout, stderr bytes.Buffer
+			if code := run(context.Background(), []string{"hash-password"}, strings.NewReader(m[1]), &stdout, &stderr, func(string) string { return "" }); code != 0 {
+				t.Errorf("%s: %q: exit %d: %s", file, m[0], code, stderr.String())
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatal("no hash-password example found in the README or the shipped configs")
+	}
+}
+
+// TestSandboxDataIgnored: serve --sandbox writes ./data-sandbox, which must
+// not end up in a commit.
+func TestSandboxDataIgnored(t *testing.T) {
+	data, err := os.ReadFile(".gitignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^/?data-sandbox/?$`).Match(data) {
+		t.Errorf(".gitignore does not list data-sandbox/:\n%s", data)
+	}
+}
+
+// TestSendErrorsSayWhatToDo: no scheme in --server, nothing listening, a
+// token file that cannot be read: each error names the fix (issue 11).
+func TestSendErrorsSayWhatToDo(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	noEnv := func(string) string { return "" }
+	for _, tt := range []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"no scheme", []string{"send", "--to", "+14155550123", "--text", "hi", "--server", "127.0.0.1:8080"}, 2, "must be a URL like http://127.0.0.1:8080"},
+		{"nothing listening", []string{"send", "--to", "+14155550123", "--text", "hi", "--server", closed, "--token", "0123456789abcdef"}, 1, "plivo-dlr serve"},
+		{"unreadable token file", []string{"send", "--to", "+14155550123", "--text", "hi", "--server", closed, "--token-file", "/nonexistent/token"}, 2, "--token-file"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr, noEnv)
+		if code != tt.wantCode || !strings.Contains(stderr.String(), tt.want) {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", tt.name, code, stderr.String(), tt.wantCode, tt.want)
+		}
+	}
+}
+
+// TestShippedProductionConfig checks systemd/config.toml as installed by the
+// VPS guide (into a 0755 ConfigurationDirectory, so world-readable): /metrics
+// is not reachable without a token from outside the machine, no secret is
+// in the file, and check-config warns about every placeholder left in it.
+func TestShippedProductionConfig(t *testing.T) {
+	const file = "systemd/config.toml"
+	env := func(k string) string {
+		if k == "PLIVO_DLR_PLIVO_AUTH_TOKEN" {
+			return "from-the-credential"
+		}
+		return ""
+	}
+	cfg, err := app.LoadConfig(file, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if cfg.Metrics.Enabled && cfg.Metrics.Token == "" {
+		host, _, err := net.SplitHostPort(cfg.Metrics.Listen)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Errorf("%s: metrics enabled without a token on %q (listen %q): /metrics must be on loopback or need a token", file, cfg.Metrics.Listen, cfg.Server.Listen)
+		}
+	}
+	// Every Secret-typed key must be empty in the file: secrets come from
+	// credentials (*_FILE), never from the world-readable config.
+	sections := reflect.ValueOf(cfg)
+	secretType := reflect.TypeOf(app.Secret(""))
+	for i := 0; i < sections.NumField(); i++ {
+		sec := sections.Field(i)
+		for j := 0; j < sec.NumField(); j++ {
+			f, name := sec.Field(j), sections.Type().Field(i).Name+"."+sec.Type().Field(j).Name
+			switch {
+			case f.Type() == secretType && f.String() != "":
+				t.Errorf("%s: %s holds a secret in a world-readable file", file, name)
+			case f.Kind() == reflect.Slice && f.Type().Elem() == secretType && f.Len() > 0:
+				t.Errorf("%s: %s holds secrets in a world-readable file", file, name)
+			}
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"check-config", "-config", file}, nil, &stdout, &stderr, env); code != 0 {
+		t.Fatalf("check-config %s: exit %d: %s", file, code, stderr.String())
+	}
+	for _, key := range []string{"server.public_url", "tls.domains", "tls.email", "plivo.auth_id"} {
+		if !strings.Contains(stderr.String(), "warning: "+key+":") {
+			t.Errorf("check-config %s: no placeholder warning for %s; stderr:\n%s", file, key, stderr.String())
+		}
+	}
+	// A filled-in config is quiet.
+	filled := filepath.Join(t.TempDir(), "config.toml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	real := strings.NewReplacer("dlr.example.com", "dlr.acme-sms.io", "ops@example.com", "ops@acme-sms.io", "MAXXXXXXXXXXXXXXXXXX", "MAZDQ1ZJIYMDZKMWY1NT").Replace(string(data))
+	if err := os.WriteFile(filled, []byte(real), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run(context.Background(), []string{"check-config", "-config", filled}, nil, &stdout, &stderr, env); code != 0 || strings.Contains(stderr.String(), "warning") {
+		t.Errorf("check-config on a filled-in config: exit %d, stderr %q; want 0 and no warning", code, stderr.String())
+	}
+}
+
+// TestShippedUnitPassesAPIToken: the unit hands the API token to the server
+// as a credential, and the guide's file (base64 of 24 random bytes, with its
+// newline) is a valid dashboard.api_tokens entry; the CLI reads the same file
+// through PLIVO_DLR_API_TOKEN_FILE.
+func TestShippedUnitPassesAPIToken(t *testing.T) {
+	unit, err := os.ReadFile("systemd/plivo-dlr.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"LoadCredential=api_token:/etc/plivo-dlr/credentials/api_token",
+		"Environment=PLIVO_DLR_DASHBOARD_API_TOKENS_FILE=%d/api_token",
+	} {
+		if !strings.Contains(string(unit), "\n"+line+"\n") {
+			t.Errorf("systemd/plivo-dlr.service lacks %s", line)
+		}
+	}
+	tokenFile := filepath.Join(t.TempDir(), "api_token")
+	if err := os.WriteFile(tokenFile, []byte("q2mX0d3c1Kc8n8jv0T3pQ0c9y4xW5Zr1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := app.LoadConfig("systemd/config.toml", func(k string) string {
+		if k == "PLIVO_DLR_DASHBOARD_API_TOKENS_FILE" {
+			return tokenFile
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Dashboard.APITokens) != 1 || string(cfg.Dashboard.APITokens[0]) != "q2mX0d3c1Kc8n8jv0T3pQ0c9y4xW5Zr1" {
+		t.Errorf("api_tokens from the credential file: got %d tokens, want the file's one", len(cfg.Dashboard.APITokens))
+	}
 }

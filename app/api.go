@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,10 @@ func listFilterFromQuery(c *fiber.Ctx) (storage.ListFilter, error) {
 	}
 	bad := func(key, problem string) error {
 		return &HTTPError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
+	}
+	// A misspelt status would match nothing and look like "no messages".
+	if f.Status != "" && f.Status != storage.StatusPending && storage.StatusRank(f.Status) == 0 {
+		return f, bad("status", fmt.Sprintf("unknown status %q (one of queued, sent, delivered, undelivered, failed, rejected, read, pending)", f.Status))
 	}
 	var err error
 	if v := c.Query("since"); v != "" {

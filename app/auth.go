@@ -24,6 +24,9 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 		c.Locals(localsPrincipal, "session")
 		return c.Next()
 	}
+	// RFC 9110 requires a challenge on every 401; it also tells a client
+	// with no token which scheme to use.
+	c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="plivo-dlr"`)
 	return &HTTPError{Code: fiber.StatusUnauthorized, Message: "authentication required"}
 }
 

@@ -124,7 +124,7 @@ func apiGet(ctx context.Context, serverURL, token, path string) (*http.Response,
 	}
 	resp, err := apiClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", strings.TrimRight(serverURL, "/")+strings.SplitN(path, "?", 2)[0], err)
+		return nil, connectError(strings.TrimRight(serverURL, "/")+strings.SplitN(path, "?", 2)[0], err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
@@ -133,9 +133,9 @@ func apiGet(ctx context.Context, serverURL, token, path string) (*http.Response,
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("server answered %d: %s", resp.StatusCode, e.Error)
+			return nil, fmt.Errorf("server answered %d: %s%s", resp.StatusCode, e.Error, statusHint(resp.StatusCode))
 		}
-		return nil, fmt.Errorf("server answered %s", resp.Status)
+		return nil, fmt.Errorf("server answered %s%s", resp.Status, statusHint(resp.StatusCode))
 	}
 	return resp, nil
 }

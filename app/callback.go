@@ -82,14 +82,19 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	ev.ReceivedAt = now.UTC()
 	nonces := make([]storage.Nonce, 0, len(verification.Nonces))
 	for _, n := range verification.Nonces {
-		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
+		// The nonce came from a header, which aliases fasthttp's request
+		// buffer; that buffer is reused by the connection's next request,
+		// so what storage keeps must be a copy.
+		nonces = append(nonces, storage.Nonce{Value: strings.Clone(n), ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 	defer cancel()
 	res, err := s.store.Apply(ctx, ev, nonces...)
 	switch {
 	case errors.Is(err, storage.ErrReplayed):
-		s.log.Warn("callback rejected: nonce replayed", "message_uuid", ev.MessageUUID, "remote_addr", c.IP())
+		if ok, suppressed := s.rejections.allow(now); ok {
+			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
+		}
 		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
@@ -110,29 +115,36 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 	headerSet := "none"
 	switch {
 	case req.Headers.V3 != "" || req.Headers.MaV3 != "":
-		headerSet = "v3"
+		headerSet = SchemeV3
 	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
-		headerSet = "v2"
+		headerSet = SchemeV2
 	}
-	cause, hint := "token_or_forgery", ""
+	cause, hint := causeTokenOrForgery, ""
 	switch {
 	case errors.Is(err, ErrMissingSignature):
-		cause = "missing"
+		cause = causeMissing
 	case !s.diagnoseLimit.allow(s.now()):
 		// Diagnose costs a few hundred HMACs: a flood of forgeries must not
 		// turn it into a CPU amplifier, and a few hints a second are plenty.
-		cause = "undiagnosed"
+		cause = causeUndiagnosed
 	default:
 		hint = s.verifier.Diagnose(req, string(c.Request().Host()))
 		if strings.Contains(hint, "would verify with URL") {
-			cause = "url_mismatch"
+			cause = causeURLMismatch
 		}
 	}
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
 	s.refused.note(s.now().UTC(), urlHint(hint))
-	attrs := []any{"header_set", headerSet, "cause", cause, "url", req.URL, "remote_addr", c.IP(), "err", err}
+	ok, suppressed := s.rejections.allow(s.now())
+	if !ok {
+		return
+	}
+	attrs := []any{"header_set", headerSet, "cause", cause, "url", clip(req.URL), "remote_addr", c.IP(), "err", err}
 	if hint != "" {
-		attrs = append(attrs, "hint", hint)
+		attrs = append(attrs, "hint", clip(hint))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
 	}
 	s.log.Warn("callback rejected: bad signature", attrs...)
 }

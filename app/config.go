@@ -28,6 +28,7 @@ type Config struct {
 	Retention RetentionConfig `toml:"retention"`
 	Reconcile ReconcileConfig `toml:"reconcile"`
 	Sandbox   SandboxConfig   `toml:"sandbox"`
+	Forward   ForwardConfig   `toml:"forward"`
 	Log       LogConfig       `toml:"log"`
 }
 
@@ -124,6 +125,7 @@ func DefaultConfig() Config {
 		Retention: RetentionConfig{Days: 90, EventsDays: 30},
 		Reconcile: ReconcileConfig{Enabled: true, After: Duration(30 * time.Minute)},
 		Sandbox:   SandboxConfig{FailureShare: 0.1},
+		Forward:   defaultForwardConfig(),
 		Log:       LogConfig{Format: "text", Level: "info"},
 	}
 }
@@ -164,6 +166,7 @@ func ParseConfig(r io.Reader) (Config, error) {
 		}
 		return cfg, fmt.Errorf("parse config: %w", err)
 	}
+	cfg.Forward.applyDefaults()
 	if !listenSet(data) && cfg.TLS.Mode != "off" && cfg.TLS.Mode != "" {
 		cfg.Server.Listen = ":443"
 	}
@@ -361,6 +364,11 @@ func (c *Config) Validate() error {
 			return bad("server.public_url", "must include a host (got %q)", c.Server.PublicURL)
 		case u.RawQuery != "" || u.Fragment != "":
 			return bad("server.public_url", "must not have a query or fragment (got %q)", c.Server.PublicURL)
+		case c.Plivo.CallbackPath != "" && strings.HasSuffix(strings.TrimRight(u.Path, "/"), strings.TrimRight(c.Plivo.CallbackPath, "/")):
+			// An easy mistake ("the URL Plivo calls"): every signature would
+			// then cover the path twice and every callback be a 403.
+			want := strings.TrimSuffix(strings.TrimRight(c.Server.PublicURL, "/"), strings.TrimRight(c.Plivo.CallbackPath, "/"))
+			return bad("server.public_url", "must not include the callback path %s, which plivo-dlr appends: write %q (got %q)", c.Plivo.CallbackPath, want, c.Server.PublicURL)
 		}
 	}
 	switch c.TLS.Mode {
@@ -441,6 +449,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Sandbox.FailureShare < 0 || c.Sandbox.FailureShare > 1 {
 		return bad("sandbox.failure_share", "must be between 0 and 1 (got %g)", c.Sandbox.FailureShare)
+	}
+	if err := c.Forward.validate(); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "text", "json":

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -79,34 +80,67 @@ type loadResult struct {
 }
 
 // runLoad sends total signed form callbacks from clients keep-alive
-// connections; each message gets queued, sent, delivered in order, each
-// callback with a unique nonce.
+// connections shaped like Plivo's traffic: version-1 MessageUUIDs, each
+// message queued, sent, delivered in order, each callback with a fresh
+// random 20-digit nonce.
 func runLoad(b *testing.B, addr string, clients, total int, runID string) loadResult {
+	return runLoadShape(b, addr, clients, total, runID, false)
+}
+
+// randomNonce returns a Plivo-like signature nonce: 20 random digits.
+func randomNonce(r *mrand.Rand) string {
+	var b [20]byte
+	for i := range b {
+		b[i] = byte('0' + r.IntN(10))
+	}
+	return string(b[:])
+}
+
+// v4UUID returns a random version-4 UUID.
+func v4UUID(r *mrand.Rand) string {
+	a, c := r.Uint64(), r.Uint64()
+	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", uint32(a>>32), uint16(a>>16), uint16(a)&0xfff, uint16(c>>48)&0x3fff|0x8000, c&0xffffffffffff)
+}
+
+// runLoadShape is runLoad; worstCase makes every callback a new message
+// under a random version-4 UUID (one "delivered" callback per message).
+func runLoadShape(b *testing.B, addr string, clients, total int, runID string, worstCase bool) loadResult {
 	b.Helper()
+	seed := uint64(time.Now().UnixNano())
+	for _, c := range runID {
+		seed = seed*31 + uint64(c)
+	}
 	hc := &fasthttp.HostClient{Addr: addr, MaxConns: clients, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	callbackURL := "https://hooks.example.com/plivo/callback"
 	latencies := make([]time.Duration, total)
 	var next atomic.Int64
 	var non200 atomic.Int64
 	var msgSeq atomic.Int64
-	statuses := [3]string{"queued", "sent", "delivered"}
+	statuses := []string{"queued", "sent", "delivered"}
+	if worstCase {
+		statuses = statuses[2:]
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := 0; w < clients; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			rng := mrand.New(mrand.NewPCG(seed, uint64(w)))
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for {
 				uuid := plivoLikeUUID(uint64(msgSeq.Add(1)))
+				if worstCase {
+					uuid = v4UUID(rng)
+				}
 				for i, status := range statuses {
 					n := next.Add(1) - 1
 					if n >= int64(total) {
 						return
 					}
-					nonce := fmt.Sprintf("%s%016d", runID, n)
+					nonce := randomNonce(rng)
 					sig, _ := ComputeSignatureV2(benchToken, callbackURL, nonce)
 					form := url.Values{
 						"MessageUUID": {uuid}, "Status": {status}, "Sequence": {fmt.Sprint(i + 1)},
@@ -158,8 +192,12 @@ func runLoad(b *testing.B, addr string, clients, total int, runID string) loadRe
 //	go test -run '^$' -bench BenchmarkIngest -benchtime 60000x ./app
 func BenchmarkIngest(b *testing.B) {
 	TuneGC() // as serve does: the server's own GC setting, not the test binary's
-	for _, clients := range []int{64, 256} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+	for _, tc := range []struct {
+		shape   string
+		clients int
+	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}} {
+		clients := tc.clients
+		b.Run(fmt.Sprintf("shape=%s/clients=%d", tc.shape, clients), func(b *testing.B) {
 			total := max(b.N, 3*clients)
 			bareAddr := startBareServer(b)
 			addr, _ := startBenchServer(b, nil)
@@ -167,10 +205,10 @@ func BenchmarkIngest(b *testing.B) {
 			b.ResetTimer()
 			var bare loadResult
 			if os.Getenv("BENCH_SKIP_BARE") != "1" { // for profiling our path alone
-				bare = runLoad(b, bareAddr, clients, total, runID)
+				bare = runLoadShape(b, bareAddr, clients, total, runID, tc.shape == "v4x1")
 			}
 			benchCommits.reset()
-			durable := runLoad(b, addr, clients, total, runID)
+			durable := runLoadShape(b, addr, clients, total, runID, tc.shape == "v4x1")
 			benchCommits.report(b)
 			b.StopTimer()
 			if durable.non200 > 0 || bare.non200 > 0 {

@@ -56,9 +56,39 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "plivo_dlr_websocket_clients",
 		Help: "Dashboard WebSocket clients connected now.",
 	})
-	// Pre-create the result series so dashboards see zeros, not gaps.
+	// Every known label combination exists at zero from the start.
+	// Prometheus takes a new series' first sample as its baseline, so a
+	// series created on first use hides that first increment from
+	// increase(): after a restart the alerts would miss the very events
+	// (a few bad signatures, one accepted send) they exist for.
 	for _, r := range []string{resultStored, resultDuplicate, resultInvalidSignature, resultReplayed, resultMalformed, resultError} {
 		m.callbacks.WithLabelValues(r)
 	}
+	for _, hs := range signatureHeaderSets {
+		for _, c := range signatureCauses {
+			m.signatureFailures.WithLabelValues(hs, c)
+		}
+	}
+	for _, typ := range []string{"sms", "mms"} {
+		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError} {
+			m.messagesSent.WithLabelValues(typ, r)
+		}
+	}
+	for _, r := range []string{reconcileResolved, reconcilePending, reconcileGaveUp, reconcileNotFound, reconcileError} {
+		m.reconciles.WithLabelValues(r)
+	}
 	return m
 }
+
+// The label values of plivo_dlr_signature_failures_total (see rejectSignature).
+var (
+	signatureHeaderSets = []string{"none", SchemeV2, SchemeV3}
+	signatureCauses     = []string{causeMissing, causeURLMismatch, causeTokenOrForgery, causeUndiagnosed}
+)
+
+const (
+	causeMissing        = "missing"
+	causeURLMismatch    = "url_mismatch"
+	causeTokenOrForgery = "token_or_forgery"
+	causeUndiagnosed    = "undiagnosed"
+)

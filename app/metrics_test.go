@@ -554,7 +554,7 @@ func TestAlertRules(t *testing.T) {
 		if os.Getenv("PLIVO_DLR_SKIP_PROMTOOL") == "1" {
 			t.Skip("promtool not installed and PLIVO_DLR_SKIP_PROMTOOL=1")
 		}
-		t.Fatal("promtool not found: apt-get install prometheus (or set PLIVO_DLR_SKIP_PROMTOOL=1)")
+		t.Fatal("promtool not found: run .ci/deps (or set PLIVO_DLR_SKIP_PROMTOOL=1)")
 	}
 	out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput()
 	if err != nil {
@@ -644,5 +644,38 @@ func BenchmarkMetricsPerCallback(b *testing.B) {
 		m.callbacks.WithLabelValues(resultStored).Inc()
 		m.callbackDuration.Observe(time.Since(start).Seconds())
 		commit(time.Since(start), 1)
+	}
+}
+
+// TestLabelledCountersStartAtZero scrapes a fresh server and finds every
+// known label combination of the labelled counters at 0. A series created on
+// first use gives Prometheus its first increment as the baseline, so
+// increase() would miss it and PlivoDLRNoCallbacks or
+// PlivoDLRSignatureFailures would stay silent after a restart (issue 11;
+// the rules test has the scrape sequence that shows it).
+func TestLabelledCountersStartAtZero(t *testing.T) {
+	env := startMetricsServer(t, "", nil, nil)
+	mfs := scrape(t, env.url, "")
+	check := func(name string, labels ...string) {
+		t.Helper()
+		if got := value(mfs, name, labels...); got != 0 {
+			t.Errorf("%s%v right after start: got %v, want a series at 0", name, labels, got)
+		}
+	}
+	for _, hs := range []string{"none", "v2", "v3"} {
+		for _, c := range []string{"missing", "url_mismatch", "token_or_forgery", "undiagnosed"} {
+			check("plivo_dlr_signature_failures_total", "header_set="+hs, "cause="+c)
+		}
+	}
+	for _, typ := range []string{"sms", "mms"} {
+		for _, r := range []string{"accepted", "invalid", "rejected", "error"} {
+			check("plivo_dlr_messages_sent_total", "type="+typ, "result="+r)
+		}
+	}
+	for _, r := range []string{"resolved", "pending", "gave_up", "not_found", "error"} {
+		check("plivo_dlr_reconcile_total", "result="+r)
+	}
+	for _, r := range []string{"stored", "duplicate", "invalid_signature", "replayed", "malformed", "error"} {
+		check("plivo_dlr_callbacks_total", "result="+r)
 	}
 }

@@ -223,6 +223,7 @@ func (l SandboxLogin) WriteBanner(w io.Writer, cfg Config) {
              (or plivo-dlr send ...); %.0f%% of messages fail, as on a real network
 
 `, cfg.Server.DataDir, cfg.EffectivePublicURL(), l.Username, password, l.APIToken, l.APIToken, 100*cfg.Sandbox.FailureShare)
+	writeForwardHint(w, cfg)
 }
 
 // Close stops the API and every pending callback, and waits for them. It
@@ -253,6 +254,7 @@ func (sb *Sandbox) authorized(w http.ResponseWriter, r *http.Request) bool {
 	id, token, ok := r.BasicAuth()
 	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(sb.authID)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(token), []byte(sb.authToken)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Basic realm="plivo-dlr sandbox"`)
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = io.WriteString(w, "Could not verify your access level for that URL.\nYou have to login with proper credentials")

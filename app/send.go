@@ -330,7 +330,7 @@ func SendViaAPI(ctx context.Context, serverURL, token string, req SendRequest) (
 	client := &http.Client{Timeout: plivoTimeout + 15*time.Second}
 	resp, err := client.Do(hreq)
 	if err != nil {
-		return SendResponse{}, fmt.Errorf("post to %s: %w", serverURL, err)
+		return SendResponse{}, connectError(serverURL, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -342,9 +342,9 @@ func SendViaAPI(ctx context.Context, serverURL, token string, req SendRequest) (
 			Error string `json:"error"`
 		}
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return SendResponse{}, fmt.Errorf("server answered %d: %s", resp.StatusCode, e.Error)
+			return SendResponse{}, fmt.Errorf("server answered %d: %s%s", resp.StatusCode, e.Error, statusHint(resp.StatusCode))
 		}
-		return SendResponse{}, fmt.Errorf("server answered %s", resp.Status)
+		return SendResponse{}, fmt.Errorf("server answered %s%s", resp.Status, statusHint(resp.StatusCode))
 	}
 	var out SendResponse
 	if err := json.Unmarshal(data, &out); err != nil {

@@ -7,12 +7,15 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"plivo-dlr/app/forward"
 	"plivo-dlr/storage"
 )
 
@@ -31,6 +34,8 @@ type Options struct {
 	Sandbox bool
 	// Reconcile tunes the reconciliation loop; zero values take defaults.
 	Reconcile ReconcileOptions
+	// Forward is the event feed (NewForwarder); nil when no sink is set.
+	Forward *forward.Manager
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -42,11 +47,13 @@ type Server struct {
 	verifier *SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
 	diagnoseLimit perSecond
-	publicURL     string
-	apiTokens     [][]byte
-	metrics       *Metrics
-	registry      *prometheus.Registry
-	ui            fs.FS
+	// rejections samples the log lines of refused requests.
+	rejections rejectionLog
+	publicURL  string
+	apiTokens  [][]byte
+	metrics    *Metrics
+	registry   *prometheus.Registry
+	ui         fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
@@ -63,6 +70,7 @@ type Server struct {
 	refused        refusals
 	problemSources []ProblemSource
 	started        time.Time
+	forward        *forward.Manager
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -106,6 +114,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.metrics = NewMetrics(opts.Registry)
 	s.diagnoseLimit.limit = 10
+	s.rejections.limit.limit = 20
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	s.started = s.now().UTC()
@@ -125,6 +134,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
 	s.AddNotifier(s.hub)
+	if s.forward = opts.Forward; s.forward != nil {
+		s.AddNotifier(forwardWaker{s.forward})
+	}
 	opts.Store.SetOnApplied(s.publish)
 	s.wsUpgrade = s.newWSUpgrader()
 
@@ -132,13 +144,21 @@ func NewServer(opts Options) (*Server, error) {
 		AppName:               "plivo-dlr",
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
-		// The largest legitimate request is a send with a long text and a few
-		// media URLs; callbacks are limited further in their handler.
-		BodyLimit:      1 << 20,
+		// One limit for every route, checked by fasthttp against
+		// Content-Length before any of the body is read (and while a chunked
+		// body streams): the largest legitimate request, a send with 1,600
+		// characters and ten media URLs, is far below a callback's 64 KiB,
+		// and a larger limit let unauthenticated slow 1 MB bodies pile up in
+		// memory.
+		BodyLimit:      MaxCallbackBody,
 		ReadTimeout:    30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		ReadBufferSize: 8 << 10,
+		Concurrency:    connectionLimit(),
 	})
+	// No fasthttp MaxConnsPerIP: its perIPConn wrapper crashes (nil
+	// pointer in perIPConn.Close, fasthttp 1.52) when a connection is
+	// hijacked, as every WebSocket is.
 	s.routes()
 	return s, nil
 }
@@ -146,6 +166,14 @@ func NewServer(opts Options) (*Server, error) {
 // routes registers every route in one place.
 func (s *Server) routes() {
 	app := s.fiber
+	// A panic in a handler (a corrupted database page makes bbolt panic)
+	// is answered 500 and logged; the process keeps serving callbacks.
+	app.Use(recover.New(recover.Config{
+		EnableStackTrace: true,
+		StackTraceHandler: func(c *fiber.Ctx, e any) {
+			s.log.Error("handler panic recovered", "method", c.Method(), "path", clip(c.Path()), "panic", fmt.Sprint(e), "stack", string(debug.Stack()))
+		},
+	}))
 	if s.cfg.TLSEnabled() {
 		app.Use(hsts)
 	}
@@ -166,6 +194,7 @@ func (s *Server) routes() {
 	api.Get("/health", s.handleHealth)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
+	s.forwardRoutes(api)
 	s.dashboardRoutes()
 }
 
@@ -198,7 +227,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.ln = ln
 	s.lnMu.Unlock()
-	if err := s.fiber.Listener(ln); err != nil && !errors.Is(err, net.ErrClosed) {
+	if err := s.fiber.Listener(resilientListener{Listener: ln, log: s.log}); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
 	}
 	return nil

@@ -225,19 +225,23 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 	password := c.FormValue("password")
 	ip := c.IP()
 	if wait := s.auth.limiter.blocked(ip, username); wait > 0 {
-		s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", username)
+		if ok, suppressed := s.rejections.allow(s.now()); ok {
+			s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
+		}
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())+1))
 		return s.sendLoginPage(c, fiber.StatusTooManyRequests, "Too many failed attempts. Try again later.")
 	}
 	if !s.auth.checkPassword(username, password) {
 		s.auth.limiter.fail(ip, username)
-		s.log.Warn("login failed", "remote_addr", ip, "username", username)
+		if ok, suppressed := s.rejections.allow(s.now()); ok {
+			s.log.Warn("login failed", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
+		}
 		return s.sendLoginPage(c, fiber.StatusUnauthorized, "Wrong username or password.")
 	}
 	s.auth.limiter.succeed(ip, username)
 	exp := s.now().Add(sessionTTL)
 	c.Cookie(s.sessionCookie(s.auth.newSession(username, exp), exp))
-	s.log.Info("login", "remote_addr", ip, "username", username)
+	s.log.Info("login", "remote_addr", ip, "username", clip(username))
 	return c.Redirect("/", fiber.StatusSeeOther)
 }
 

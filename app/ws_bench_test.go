@@ -2,7 +2,6 @@ package app
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -15,6 +14,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// wsBenchMsgs numbers the benchmark's messages across phases.
+var wsBenchMsgs atomic.Int64
+
 // wsBenchIngest sends total signed callbacks from senders keep-alive
 // connections as fast as the server takes them and returns the rate. ack,
 // if not nil, records when each (uuid, status) got its 200.
@@ -26,7 +28,7 @@ func wsBenchIngest(b *testing.B, d *dashServer, senders, total int, run string, 
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range senders {
+	for range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -34,7 +36,8 @@ func wsBenchIngest(b *testing.B, d *dashServer, senders, total int, run string, 
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			for msg := 0; ; msg++ {
-				uuid := fmt.Sprintf("%s-%04d-4000-8000-%012d", run, w, msg)
+				// Plivo-like version-1 UUIDs, unique across phases.
+				uuid := plivoLikeUUID(uint64(wsBenchMsgs.Add(1)))
 				for i, status := range statuses {
 					if next.Add(1) > int64(total) {
 						return

@@ -83,12 +83,21 @@ type Store struct {
 	pool    sync.Pool     // of *request
 }
 
+// ErrEmptyFile is returned by Open for an existing zero-length database file.
+var ErrEmptyFile = errors.New("database file is empty (zero bytes): restore it from a backup, or remove it to start a new database")
+
 // Open opens (creating if needed) the database at path, creates its buckets,
 // checks the schema version and starts the writer.
 func Open(path string, opts Options) (*Store, error) {
 	timeout := opts.LockTimeout
 	if timeout <= 0 {
 		timeout = time.Second
+	}
+	// bbolt initialises a zero-length file as a new, empty database: after
+	// a botched copy or restore that would silently start over with no
+	// history. An empty file is refused; a missing one is created.
+	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+		return nil, fmt.Errorf("open store %s: %w", path, ErrEmptyFile)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: timeout,

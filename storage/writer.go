@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,7 +65,19 @@ type request struct {
 	res  ApplyResult
 	err  error
 	done chan struct{}
+	// state settles, exactly once per submission, who owns the request:
+	// the writer taking it into a transaction, or the caller giving up
+	// first. A request the caller gave up on is never committed, so its
+	// caller's "not stored" answer stays true; one the writer took is waited
+	// for, so its caller never answers before knowing the outcome.
+	state atomic.Int32
 }
+
+const (
+	requestQueued    int32 = iota
+	requestTaken           // the writer holds it; the caller waits for done
+	requestAbandoned       // the caller gave up; the writer drops it
+)
 
 // requestError marks the failure of one request's writes inside a batch
 // transaction: the batch is rolled back and retried without that request.
@@ -83,7 +96,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 // If any nonce was already recorded and has not expired, Apply returns
 // ErrReplayed and stores nothing. An event identical to one already stored
 // for the message yields Duplicate (its nonces are recorded). If ctx ends
-// while waiting, Apply returns ctx.Err(); the write may still happen.
+// before the writer took the request into a transaction, Apply returns
+// ctx.Err() and nothing of it is written; once the writer has taken it,
+// Apply waits for the commit's outcome whatever ctx says.
 func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResult, error) {
 	if err := ev.Validate(); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply event: invalid: %w", err)
@@ -145,9 +160,13 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return err
 }
 
-// submit queues r and waits for its answer. On error r is not returned to
-// the pool: the writer may still hold it.
+// submit queues r and waits for its answer. If ctx ends before the writer
+// took r, r is abandoned: the writer drops it unwritten and submit returns
+// ctx.Err(). If the writer already took it, submit waits for the commit, so
+// the caller never reports "not stored" for a write that lands. On error r
+// is not returned to the pool: the writer may still hold it.
 func (s *Store) submit(ctx context.Context, r *request) error {
+	r.state.Store(requestQueued)
 	s.mu.RLock()
 	if s.closing {
 		s.mu.RUnlock()
@@ -164,8 +183,18 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	case <-r.done:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		if r.state.CompareAndSwap(requestQueued, requestAbandoned) {
+			return ctx.Err()
+		}
+		<-r.done
+		return nil
 	}
+}
+
+// take claims r for the transaction being built; false means its caller
+// gave up and r must be dropped unwritten.
+func take(r *request) bool {
+	return r.state.CompareAndSwap(requestQueued, requestTaken)
 }
 
 func (s *Store) release(r *request) {
@@ -186,7 +215,10 @@ func (s *Store) writer() {
 	defer close(s.done)
 	w := &writerState{s: s, batch: make([]*request, 0, maxBatch)}
 	for first := range s.reqs {
-		w.batch = append(w.batch[:0], first)
+		w.batch = w.batch[:0]
+		if take(first) {
+			w.batch = append(w.batch, first)
+		}
 	drain:
 		for len(w.batch) < maxBatch {
 			select {
@@ -194,10 +226,15 @@ func (s *Store) writer() {
 				if !ok {
 					break drain
 				}
-				w.batch = append(w.batch, r)
+				if take(r) {
+					w.batch = append(w.batch, r)
+				}
 			default:
 				break drain
 			}
+		}
+		if len(w.batch) == 0 {
+			continue
 		}
 		w.commit()
 		for _, r := range w.batch {

@@ -352,7 +352,33 @@ async function loadHealth() {
 setInterval(loadHealth, 10000);
 loadHealth();
 
+// ---------- forwarding ----------
+// Each sink's health from GET /api/forward, every 10 s; a failing sink puts
+// a banner at the top (events wait in the log and are retried).
+async function loadForwarding() {
+  let body;
+  try { body = await api("/api/forward"); } catch { return; }
+  const sinks = body.sinks || [];
+  $("#forwarding").hidden = sinks.length === 0;
+  const list = $("#sinks");
+  list.replaceChildren(...sinks.map((s) => {
+    const li = document.createElement("li");
+    li.className = s.failing ? "sink failing" : "sink";
+    const age = s.oldest_pending_seconds > 0 ? `, oldest pending ${Math.round(s.oldest_pending_seconds)} s` : "";
+    li.textContent = `${s.name} (${s.kind}): ${s.failing ? "failing" : "ok"}, ${s.lag} behind${age}, ${s.dead} dead-lettered` +
+      (s.failing && s.last_error ? ` — ${s.last_error}` : "");
+    return li;
+  }));
+  const failing = sinks.filter((s) => s.failing);
+  const banner = $("#forward-banner");
+  banner.hidden = failing.length === 0;
+  banner.textContent = failing.map((s) =>
+    `Forwarding sink ${s.name} is failing since ${s.failing_since}: ${s.last_error}. Events are kept and retried.`).join(" ");
+}
+
 setConn("connecting", "connecting…");
+loadForwarding();
+setInterval(loadForwarding, 10000);
 connect();
 loadStats();
 setupSend();
