@@ -145,6 +145,7 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
 		}
 	}
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
+	s.refused.note(s.now().UTC(), urlHint(hint))
 	ok, suppressed := s.rejections.allow(s.now())
 	if !ok {
 		return

@@ -120,6 +120,10 @@ func TestDashboardBrowser(t *testing.T) {
 		}
 	}()
 
+	// A wrongly signed callback before anyone looks: the dashboard's banner
+	// says so and names the URL that would verify.
+	wrongURL := sendMisSigned(t, d)
+
 	// Logging in through the form lands on the dashboard with a live stream.
 	within(t, ctx, 20*time.Second, "log in",
 		chromedp.Navigate(d.url("/")),
@@ -128,7 +132,11 @@ func TestDashboardBrowser(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS(`#password`), dashPassword),
 		chromedp.Click(chromedp.CSS(`#login`)),
 		chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#problems [data-kind="callbacks_refused"]`)),
 	)
+	if banner := browserValue(t, ctx, "read the banner", chromedp.TextContent(chromedp.CSS(`#problems`))); !strings.Contains(banner, wrongURL) {
+		t.Errorf("banner %q does not name %s", banner, wrongURL)
+	}
 
 	const uuidA = "0a0a0a0a-1111-4222-8333-444455556666"
 	rowA := func(status string) string {

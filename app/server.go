@@ -73,7 +73,11 @@ type Server struct {
 	reconcile ReconcileOptions
 	// applyTimeout is Options.ApplyTimeout.
 	applyTimeout time.Duration
-	forward      *forward.Manager
+	// Health: refused callbacks and other problem sources for GET /api/health.
+	refused        refusals
+	problemSources []ProblemSource
+	started        time.Time
+	forward        *forward.Manager
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -123,6 +127,7 @@ func NewServer(opts Options) (*Server, error) {
 	if s.applyTimeout = opts.ApplyTimeout; s.applyTimeout <= 0 {
 		s.applyTimeout = applyTimeout
 	}
+	s.started = s.now().UTC()
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
 		if s.plivo, err = NewPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
@@ -197,6 +202,7 @@ func (s *Server) routes() {
 	api.Post("/messages", s.handleSend)
 	api.Get("/config", s.handleConfig)
 	api.Get("/stats", s.handleStats)
+	api.Get("/health", s.handleHealth)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
 	s.forwardRoutes(api)

@@ -43,7 +43,7 @@ function errorText(code) {
 function rowFor(m) {
   const tr = el("tr", { "data-uuid": m.message_uuid, "data-status": m.status, "data-first-seen": m.first_seen });
   tr.append(
-    el("td", { text: fmtTime(m.first_seen) }),
+    el("td", { class: "wide", text: fmtTime(m.first_seen) }),
     el("td", { class: "status-cell" }, statusBadge(m.status)),
     el("td", { text: m.to || "" }),
     el("td", { class: "wide", text: m.from || "" }),
@@ -126,7 +126,8 @@ async function loadPage(reset) {
     }
     state.next = body.next_cursor;
     $("#more-btn").hidden = !state.next;
-    $("#list-state").textContent = tbody.rows.length ? "" : "No messages yet.";
+    const filtered = Object.values(state.filters).some(Boolean);
+    $("#list-state").textContent = tbody.rows.length ? "" : filtered ? "No message matches these filters." : "No messages yet.";
   } catch (e) {
     $("#list-state").textContent = "Could not load messages: " + e.message;
   } finally {
@@ -266,7 +267,9 @@ async function loadStats() {
   const ul = $("#counts");
   ul.replaceChildren(el("li", {}, "total", el("b", { text: String(st.total ?? 0) })));
   for (const [k, v] of Object.entries(st.counts).sort()) ul.append(el("li", {}, statusBadge(k), el("b", { text: String(v) })));
-  $("#rate").textContent = `${(st.delivery_rate * 100).toFixed(1)}% delivered`;
+  // A rate is only meaningful once some message has a final status.
+  const final = ["delivered", "read", "undelivered", "failed", "rejected"].reduce((n, k) => n + (st.counts[k] || 0), 0);
+  $("#rate").textContent = final ? `${(st.delivery_rate * 100).toFixed(1)}% delivered` : "– delivered";
   const t = st.time_to_deliver;
   $("#ttd").textContent = t.p50_seconds != null ? `time to deliver p50 ${t.p50_seconds.toFixed(1)} s · p90 ${t.p90_seconds.toFixed(1)} s` : "";
   $("#top-errors").textContent = st.top_error_codes.length
@@ -334,6 +337,20 @@ async function setupSend() {
     }
   });
 }
+
+// ---------- problems ----------
+// The banner shows GET /api/health: refused callbacks (with the URL that
+// would verify), no token, the sandbox, and whatever other parts report.
+async function loadHealth() {
+  let h;
+  try { h = await api("/api/health"); } catch { return; }
+  const box = $("#problems");
+  box.replaceChildren(...h.problems.map((p) => el("p", { class: "problem " + p.kind, "data-kind": p.kind },
+    el("strong", { text: p.detail }), p.hint ? el("span", { class: "hint", text: " " + p.hint }) : null)));
+  box.hidden = h.problems.length === 0;
+}
+setInterval(loadHealth, 10000);
+loadHealth();
 
 // ---------- forwarding ----------
 // Each sink's health from GET /api/forward, every 10 s; a failing sink puts

@@ -1,0 +1,122 @@
+package app
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// refusedWindow is how long a refused callback signature stays a problem.
+const refusedWindow = 15 * time.Minute
+
+// Problem is one entry of GET /api/health (DESIGN.md "What the operator sees
+// when something is wrong").
+type Problem struct {
+	Kind   string    `json:"kind"`
+	Since  time.Time `json:"since"`
+	Detail string    `json:"detail"`
+	Hint   string    `json:"hint"`
+}
+
+// ProblemSource reports the current problems of one part of the server.
+// Other parts (the forwarding sinks' sink_failing, reconciliation, storage)
+// register theirs with Server.addProblemSource.
+type ProblemSource func(now time.Time) []Problem
+
+// refusals remembers recently refused callback signatures for the banner.
+type refusals struct {
+	mu    sync.Mutex
+	first time.Time // first refusal of the current run
+	last  time.Time
+	count int
+	hint  string // the last non-empty diagnosis
+}
+
+// note records one refused signature with its diagnosis ("" when none).
+func (r *refusals) note(now time.Time, hint string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last.IsZero() || now.Sub(r.last) > refusedWindow {
+		r.first, r.count, r.hint = now, 0, ""
+	}
+	r.last = now
+	r.count++
+	if hint != "" {
+		r.hint = hint
+	}
+}
+
+func (r *refusals) problems(now time.Time) []Problem {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last.IsZero() || now.Sub(r.last) > refusedWindow {
+		return nil
+	}
+	return []Problem{{
+		Kind:   "callbacks_refused",
+		Since:  r.first,
+		Detail: "Plivo callbacks were refused: their signature did not verify (" + itoa(r.count) + " in the last 15 minutes); messages stay in their last known status",
+		Hint:   r.hint,
+	}}
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// addProblemSource registers a source of problems for GET /api/health.
+func (s *Server) addProblemSource(p ProblemSource) {
+	s.problemSources = append(s.problemSources, p)
+}
+
+// builtinProblems are the problems the server knows of itself.
+func (s *Server) builtinProblems(now time.Time) []Problem {
+	var out []Problem
+	if s.sandbox {
+		out = append(out, Problem{Kind: "sandbox", Since: s.started, Detail: "Sandbox: Plivo is simulated; no real messages are sent or delivered"})
+	} else if s.verifier == nil || len(s.verifier.tokens) == 0 {
+		out = append(out, Problem{Kind: "no_auth_token", Since: s.started, Detail: "No Plivo auth token is set: every callback is refused", Hint: "set plivo.auth_token"})
+	}
+	return append(out, s.refused.problems(now)...)
+}
+
+// handleHealth answers GET /api/health: {"problems": [...]}, [] when healthy.
+func (s *Server) handleHealth(c *fiber.Ctx) error {
+	now := s.now().UTC()
+	problems := []Problem{}
+	problems = append(problems, s.builtinProblems(now)...)
+	for _, src := range s.problemSources {
+		problems = append(problems, src(now)...)
+	}
+	return c.JSON(fiber.Map{"problems": problems})
+}
+
+// urlHint turns a diagnosis into the banner's hint: the full URL that would
+// have verified and what to set, or the diagnosis itself.
+func urlHint(diag string) string {
+	const marker = "would verify with URL "
+	i := strings.Index(diag, marker)
+	if i < 0 {
+		return diag
+	}
+	rest := diag[i+len(marker):]
+	if u, err := strconv.QuotedPrefix(rest); err == nil {
+		if v, err := strconv.Unquote(u); err == nil {
+			return "Plivo's signatures match " + v + "; set server.public_url to it"
+		}
+	}
+	return diag
+}
