@@ -91,10 +91,8 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	ev.ReceivedAt = now.UTC()
 	nonces := make([]storage.Nonce, 0, len(verification.Nonces))
 	for _, n := range verification.Nonces {
-		// The nonce came from a header, which aliases fasthttp's request
-		// buffer; that buffer is reused by the connection's next request,
-		// so what storage keeps must be a copy.
-		nonces = append(nonces, storage.Nonce{Value: strings.Clone(n), ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
+		// n is part of the copied header above, never fasthttp's buffer.
+		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
 	defer cancel()
