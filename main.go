@@ -24,6 +24,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"plivo-dlr/app"
+	"plivo-dlr/app/apiclient"
+	"plivo-dlr/app/certs"
+	"plivo-dlr/app/sandbox"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -145,12 +148,12 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if *to == "" || (*text == "" && len(media) == 0) {
 		return usageError{errors.New("send: --to and --text (or --media) are required")}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
-	resp, err := app.SendViaAPI(ctx, server, token, app.SendRequest{
-		To: app.Recipients(strings.Split(*to, "<")), Text: *text, MediaURLs: media, From: *from,
+	resp, err := client.Send(ctx, apiclient.SendRequest{
+		To: strings.Split(*to, "<"), Text: *text, MediaURLs: media, From: *from,
 	})
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
@@ -217,15 +220,16 @@ func addAPIFlags(fs *flag.FlagSet) apiFlags {
 	}
 }
 
-// apiClientFromFlags resolves the server URL and API token once f is
-// parsed: the flags first, then $PLIVO_DLR_API_TOKEN for the token, then
-// the config (its effective public URL, its first dashboard.api_tokens).
-func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, token string, err error) {
+// apiClientFromFlags builds the client of a running server once f is
+// parsed. The server URL and API token come from the flags first, then
+// $PLIVO_DLR_API_TOKEN for the token, then the config (its effective public
+// URL, its first dashboard.api_tokens).
+func apiClientFromFlags(f apiFlags, getenv func(string) string) (*apiclient.Client, error) {
 	cfg, err := app.LoadConfig(*f.config, getenv)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	serverURL, token = *f.server, *f.token
+	serverURL, token := *f.server, *f.token
 	if serverURL == "" {
 		serverURL = cfg.EffectivePublicURL()
 	}
@@ -240,7 +244,7 @@ func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, toke
 		if file != "" {
 			b, err := os.ReadFile(file)
 			if err != nil {
-				return "", "", usageError{fmt.Errorf("--token-file: %w", err)}
+				return nil, usageError{fmt.Errorf("--token-file: %w", err)}
 			}
 			token = strings.TrimRight(string(b), "\r\n")
 		}
@@ -248,10 +252,11 @@ func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, toke
 	if token == "" && len(cfg.Dashboard.APITokens) > 0 {
 		token = string(cfg.Dashboard.APITokens[0])
 	}
-	if err := app.CheckServerURL(serverURL); err != nil {
-		return "", "", usageError{err}
+	client, err := apiclient.New(serverURL, token)
+	if err != nil {
+		return nil, usageError{err}
 	}
-	return serverURL, token, nil
+	return client, nil
 }
 
 // cmdBackup saves a consistent snapshot of a running server's database to
@@ -266,11 +271,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if *out == "" {
 		return usageError{errors.New("backup: --out is required")}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
-	res, err := app.BackupViaAPI(ctx, server, token, *out)
+	res, err := client.Backup(ctx, *out)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -295,7 +300,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if *format != "csv" && *format != "ndjson" {
 		return usageError{fmt.Errorf("export: --format must be csv or ndjson (got %q)", *format)}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
@@ -306,7 +311,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		}
 	}
 	if *out == "" {
-		if _, err := app.ExportViaAPI(ctx, server, token, q, stdout); err != nil {
+		if _, err := client.Export(ctx, q, stdout); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 		return nil
@@ -317,7 +322,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fmt.Errorf("export: create file: %w", err)
 	}
-	_, err = app.ExportViaAPI(ctx, server, token, q, f)
+	_, err = client.Export(ctx, q, f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -349,15 +354,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
 
 	var (
-		sandbox      *app.Sandbox
+		sb           *sandbox.Sandbox
 		sandboxLogin app.SandboxLogin
 	)
 	if *withSandbox {
-		if sandbox, err = app.StartSandbox(app.SandboxOptions{FailureShare: cfg.Sandbox.FailureShare, Logger: logger}); err != nil {
+		if sb, err = sandbox.Start(sandbox.Options{FailureShare: cfg.Sandbox.FailureShare, Logger: logger}); err != nil {
 			return err
 		}
-		defer sandbox.Close()
-		if sandboxLogin, err = sandbox.ConfigureServe(&cfg); err != nil {
+		defer sb.Close()
+		if sandboxLogin, err = app.ConfigureSandbox(&cfg, sb); err != nil {
 			return err
 		}
 	}
@@ -385,7 +390,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil, Forward: fwd})
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sb != nil, Forward: fwd})
 	if err != nil {
 		return err
 	}
@@ -405,7 +410,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if len(cfg.AuthTokens()) == 0 {
 		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned; set PLIVO_AUTH_TOKEN (or plivo.auth_token), or try it locally with `plivo-dlr serve --sandbox`")
 	}
-	if sandbox != nil {
+	if sb != nil {
 		sandboxLogin.WriteBanner(stdout, cfg)
 	}
 
@@ -430,7 +435,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 
 	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
 	// ACME challenges and the redirect to HTTPS.
-	var tlsm *app.TLSManager
+	var tlsm *certs.Manager
 	if cfg.TLSEnabled() {
 		if tlsm, err = app.NewTLS(cfg, logger, reg); err != nil {
 			return err
@@ -454,9 +459,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	sdNotify(getenv, logger, "STOPPING=1")
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer stop()
-	if sandbox != nil {
+	if sb != nil {
 		// Its pending callbacks and idle connections would hold up shutdown.
-		_ = sandbox.Close()
+		_ = sb.Close()
 	}
 	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
@@ -498,7 +503,7 @@ func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (
 
 // reloadOnHangup reloads the TLS certificate files on SIGHUP (systemctl
 // reload) until ctx ends. Catching SIGHUP also keeps it from killing us.
-func reloadOnHangup(ctx context.Context, tlsm *app.TLSManager, logger *slog.Logger) {
+func reloadOnHangup(ctx context.Context, tlsm *certs.Manager, logger *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"plivo-dlr/app"
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -193,7 +194,7 @@ type callback struct {
 // signedForm builds a POST callback for fields, V2-signed with nonce.
 func signedForm(t testing.TB, fields url.Values, nonce string) callback {
 	t.Helper()
-	sig, err := app.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", nonce)
+	sig, err := protocol.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,19 +284,19 @@ func TestBinaryCallbacksEndToEnd(t *testing.T) {
 	noStatus := statusFields(uuid, "", 4)
 	noStatus.Del("Status")
 	huge := statusFields(uuid, "sent", 2)
-	huge.Set("Padding", strings.Repeat("x", app.MaxCallbackBody))
+	huge.Set("Padding", strings.Repeat("x", protocol.MaxCallbackBody))
 	// The server refuses an oversized body from its Content-Length and
 	// closes the connection without reading it, so the client's write of
 	// the body may fail: send it raw and read the answer regardless.
 	hugeCallback := signedForm(t, huge, "10000000000000000010")
 	hugeCallback.raw = true
 
-	getSig, err := app.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000007")
+	getSig, err := protocol.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000007")
 	if err != nil {
 		t.Fatal(err)
 	}
 	jsonBody := `{"MessageUUID":"0c7e1a42-2f61-11ef-a3d5-0242ac120003","Status":"undelivered","ErrorCode":"30","Sequence":3}`
-	jsonSig, err := app.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000008")
+	jsonSig, err := protocol.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000008")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +393,7 @@ func TestBinaryCallbacksEndToEnd(t *testing.T) {
 
 	// The operator learns why a signature failed: the log names the URL that
 	// would have verified. Here Plivo signed the loopback URL, not public_url.
-	wrongURLSig, _ := app.ComputeSignatureV2(testAuthToken, "http://"+p.addr+"/plivo/callback", "10000000000000000011")
+	wrongURLSig, _ := protocol.ComputeSignatureV2(testAuthToken, "http://"+p.addr+"/plivo/callback", "10000000000000000011")
 	p.send(t, client, callback{body: statusFields(uuid, "sent", 2).Encode(), ctype: "application/x-www-form-urlencoded",
 		headers: map[string]string{"X-Plivo-Signature-V2": wrongURLSig, "X-Plivo-Signature-V2-Nonce": "10000000000000000011"}})
 	if !waitFor(func() bool { return strings.Contains(p.stderr.String(), "url_mismatch") }) {

@@ -136,9 +136,9 @@ func TestBackupDuringIngestion(t *testing.T) {
 
 	before := in.ackedSoFar()
 	out := filepath.Join(t.TempDir(), "backup.db")
-	res, err := BackupViaAPI(context.Background(), d.url(""), dashAPIToken, out)
+	res, err := newAPIClient(t, d.url(""), dashAPIToken).Backup(context.Background(), out)
 	if err != nil {
-		t.Fatalf("BackupViaAPI: %v", err)
+		t.Fatalf("Backup: %v", err)
 	}
 	// Ingestion went on: more callbacks are acknowledged after the backup.
 	waitFor(t, 20*time.Second, "callbacks acknowledged after the backup", func() bool {
@@ -263,9 +263,9 @@ func TestBackupReleasesSnapshot(t *testing.T) {
 func TestBackupViaAPIRefused(t *testing.T) {
 	d := startDashServer(t, nil)
 	out := filepath.Join(t.TempDir(), "backup.db")
-	_, err := BackupViaAPI(context.Background(), d.url(""), "wrong-token", out)
+	_, err := newAPIClient(t, d.url(""), "wrong-token").Backup(context.Background(), out)
 	if err == nil || !regexp.MustCompile(`401: authentication required`).MatchString(err.Error()) {
-		t.Errorf("BackupViaAPI with a wrong token: got %v, want the server's 401 reason", err)
+		t.Errorf("Backup with a wrong token: got %v, want the server's 401 reason", err)
 	}
 	for _, p := range []string{out, out + ".tmp"} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {

@@ -189,8 +189,8 @@ func TestExportViaAPI(t *testing.T) {
 	d := startDashServer(t, nil)
 	fillMessages(t, d.store, "x", 2500)
 	var buf bytes.Buffer
-	if _, err := ExportViaAPI(context.Background(), d.url(""), dashAPIToken, url.Values{"format": {"csv"}}, &buf); err != nil {
-		t.Fatalf("ExportViaAPI: %v", err)
+	if _, err := newAPIClient(t, d.url(""), dashAPIToken).Export(context.Background(), url.Values{"format": {"csv"}}, &buf); err != nil {
+		t.Fatalf("Export: %v", err)
 	}
 	rows, err := csv.NewReader(&buf).ReadAll()
 	if err != nil {
@@ -199,8 +199,8 @@ func TestExportViaAPI(t *testing.T) {
 	if len(rows) != 2501 {
 		t.Errorf("got %d CSV rows, want a header and 2500 messages", len(rows))
 	}
-	if _, err := ExportViaAPI(context.Background(), d.url(""), "nope", url.Values{}, &buf); err == nil ||
+	if _, err := newAPIClient(t, d.url(""), "nope").Export(context.Background(), url.Values{}, &buf); err == nil ||
 		!strings.Contains(err.Error(), "401") {
-		t.Errorf("ExportViaAPI with a bad token: got %v, want the 401", err)
+		t.Errorf("Export with a bad token: got %v, want the 401", err)
 	}
 }

@@ -87,7 +87,7 @@ func (s *Server) builtinProblems(now time.Time) []Problem {
 	var out []Problem
 	if s.sandbox {
 		out = append(out, Problem{Kind: "sandbox", Since: s.started, Detail: "Sandbox: Plivo is simulated; no real messages are sent or delivered"})
-	} else if s.verifier == nil || len(s.verifier.tokens) == 0 {
+	} else if s.verifier == nil || !s.verifier.HasTokens() {
 		out = append(out, Problem{Kind: "no_auth_token", Since: s.started, Detail: "No Plivo auth token is set: every callback is refused", Hint: "set plivo.auth_token"})
 	}
 	return append(out, s.refused.problems(now)...)

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -121,7 +122,7 @@ func (e *metricsEnv) callback(tb testing.TB, fields url.Values, nonce string) in
 		nonce = fmt.Sprintf("metrics-nonce-%012d", e.nonce.Add(1))
 	}
 	u := e.url + "/plivo/callback"
-	sig, err := ComputeSignatureV2(metricsTestToken, u, nonce)
+	sig, err := protocol.ComputeSignatureV2(metricsTestToken, u, nonce)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -130,8 +131,8 @@ func (e *metricsEnv) callback(tb testing.TB, fields url.Values, nonce string) in
 		tb.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set(HeaderSignatureV2, sig)
-	req.Header.Set(HeaderSignatureV2Nonce, nonce)
+	req.Header.Set(protocol.HeaderSignatureV2, sig)
+	req.Header.Set(protocol.HeaderSignatureV2Nonce, nonce)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatalf("post callback: %v", err)
@@ -270,8 +271,8 @@ func TestMetricsCountDelivery(t *testing.T) {
 	env.mustCallback(t, 400, url.Values{"MessageUUID": {f}}, "")
 	req, _ := http.NewRequest(http.MethodPost, env.url+"/plivo/callback", strings.NewReader(status(f, "sent", 2).Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set(HeaderSignatureV2, "Zm9yZ2Vk")
-	req.Header.Set(HeaderSignatureV2Nonce, "forged-nonce")
+	req.Header.Set(protocol.HeaderSignatureV2, "Zm9yZ2Vk")
+	req.Header.Set(protocol.HeaderSignatureV2Nonce, "forged-nonce")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
 		t.Fatalf("forged callback: %v %v, want 403", resp, err)
 	} else {
@@ -368,7 +369,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 		for name, want := range map[string]int{
 			"plivo_dlr_status_events_total":  len(metricStatuses),
 			"plivo_dlr_messages_final_total": len(finalStatuses),
-			"plivo_dlr_error_codes_total":    len(PlivoErrorCodes) + 1,
+			"plivo_dlr_error_codes_total":    len(protocol.ErrorCodes) + 1,
 		} {
 			if n := len(mfs[name].GetMetric()); n != want {
 				t.Errorf("%s has %d series, want %d", name, n, want)

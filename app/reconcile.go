@@ -10,6 +10,7 @@ import (
 
 	plivo "github.com/plivo/plivo-go/v7"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -238,7 +239,7 @@ func (s *Server) reconcileMessage(m storage.Message) (string, error) {
 // payload keeps its fields under Plivo's names.
 func eventFromPlivoMessage(pm *plivo.Message) storage.Event {
 	ev := storage.Event{
-		Status:      normaliseStatus(pm.MessageState),
+		Status:      protocol.NormaliseStatus(pm.MessageState),
 		ErrorCode:   pm.ErrorCode,
 		From:        pm.FromNumber,
 		To:          pm.ToNumber,
@@ -252,10 +253,10 @@ func eventFromPlivoMessage(pm *plivo.Message) storage.Event {
 			ev.ErrorCode = ""
 		}
 	}
-	ev.MessageTime, _ = storage.ParsePlivoTime(pm.MessageTime)
-	ev.SentTime, _ = storage.ParsePlivoTime(pm.MessageSentTime)
+	ev.MessageTime, _ = protocol.ParseTime(pm.MessageTime)
+	ev.SentTime, _ = protocol.ParseTime(pm.MessageSentTime)
 	if storage.IsTerminal(ev.Status) {
-		ev.DeliveryReportTime, _ = storage.ParsePlivoTime(pm.MessageUpdatedTime)
+		ev.DeliveryReportTime, _ = protocol.ParseTime(pm.MessageUpdatedTime)
 	}
 	for k, v := range map[string]string{
 		"message_state":        pm.MessageState,

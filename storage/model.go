@@ -2,7 +2,6 @@ package storage
 
 import (
 	"errors"
-	"strconv"
 	"time"
 )
 
@@ -220,19 +219,4 @@ func (m *Message) TimeToDeliver() (time.Duration, bool) {
 		return 0, false
 	}
 	return d, true
-}
-
-// ParsePlivoTime parses Plivo's callback timestamp format
-// ("2024-05-01 10:00:00.123456", UTC). Empty input yields nil.
-func ParsePlivoTime(s string) (*time.Time, error) {
-	if s == "" {
-		return nil, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05.999999999-07:00", time.RFC3339Nano} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			t = t.UTC()
-			return &t, nil
-		}
-	}
-	return nil, errors.New("unrecognised time " + strconv.Quote(s))
 }

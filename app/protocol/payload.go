@@ -1,4 +1,4 @@
-package app
+package protocol
 
 import (
 	"bytes"
@@ -121,7 +121,7 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 	ev := storage.Event{
 		Source:            storage.SourceCallback,
 		MessageUUID:       get("MessageUUID"),
-		Status:            normaliseStatus(get("Status")),
+		Status:            NormaliseStatus(get("Status")),
 		ErrorCode:         get("ErrorCode"),
 		From:              get("From"),
 		To:                get("To"),
@@ -169,7 +169,7 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 		{"SentTime", &ev.SentTime},
 		{"DeliveryReportTime", &ev.DeliveryReportTime},
 	} {
-		t, err := storage.ParsePlivoTime(get(f.name))
+		t, err := ParseTime(get(f.name))
 		if err != nil {
 			return storage.Event{}, fmt.Errorf("%w: %s %s is not a Plivo timestamp", ErrMalformed, f.name, quoteShort(get(f.name)))
 		}
@@ -181,9 +181,9 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 	return ev, nil
 }
 
-// normaliseStatus lowercases a known status received in another case and
+// NormaliseStatus lowercases a known status received in another case and
 // keeps anything else as received.
-func normaliseStatus(s string) string {
+func NormaliseStatus(s string) string {
 	if l := strings.ToLower(s); l != s && storage.StatusRank(l) > 0 {
 		return l
 	}
