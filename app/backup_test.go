@@ -288,9 +288,12 @@ func fillMessages(tb testing.TB, store *storage.Store, prefix string, n int) {
 			for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
 				uuid := fmt.Sprintf("%s-%08d", prefix, i)
 				ev := storage.Event{
-					MessageUUID: uuid, Status: "delivered", Sequence: 3, Source: storage.SourceCallback,
-					From: "14155550100", To: "447700900123", Type: "sms", Units: 1, TotalRate: "0.00450",
-					Payload: map[string]string{"MessageUUID": uuid, "Status": "delivered", "To": "447700900123", "From": "14155550100"},
+					MessageUUID: uuid,
+					Status:      "delivered",
+					Sequence:    3,
+					Source:      storage.SourceCallback,
+					Payload:     map[string]string{"MessageUUID": uuid, "Status": "delivered", "To": "447700900123", "From": "14155550100"},
+					Details:     storage.Details{From: "14155550100", To: "447700900123", Type: "sms", Units: 1, TotalRate: "0.00450"},
 				}
 				if _, err := store.Apply(context.Background(), ev); err != nil {
 					errc <- err

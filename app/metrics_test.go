@@ -636,7 +636,9 @@ func BenchmarkMetricsPerCallback(b *testing.B) {
 	r := q.Add(5 * time.Second)
 	ev := storage.Event{MessageUUID: "a0000000-0000-4000-8000-000000000001", Status: storage.StatusDelivered}
 	res := storage.ApplyResult{BecameTerminal: true, StatusChanged: true, Message: storage.Message{
-		Status: storage.StatusDelivered, ErrorCode: "000", QueuedTime: &q, DeliveryReportTime: &r,
+		Status:    storage.StatusDelivered,
+		ErrorCode: "000",
+		Details:   storage.Details{QueuedTime: &q, DeliveryReportTime: &r},
 	}}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -239,13 +239,10 @@ func (s *Server) reconcileMessage(m storage.Message) (string, error) {
 // payload keeps its fields under Plivo's names.
 func eventFromPlivoMessage(pm *plivo.Message) storage.Event {
 	ev := storage.Event{
-		Status:      protocol.NormaliseStatus(pm.MessageState),
-		ErrorCode:   pm.ErrorCode,
-		From:        pm.FromNumber,
-		To:          pm.ToNumber,
-		Type:        pm.MessageType,
-		TotalAmount: pm.TotalAmount,
-		Payload:     map[string]string{},
+		Status:    protocol.NormaliseStatus(pm.MessageState),
+		ErrorCode: pm.ErrorCode,
+		Payload:   map[string]string{},
+		Details:   storage.Details{From: pm.FromNumber, To: pm.ToNumber, Type: pm.MessageType, TotalAmount: pm.TotalAmount},
 	}
 	// Plivo reports "000" (or 0) for no error on successful messages.
 	if !storage.IsTerminal(ev.Status) || ev.Status == storage.StatusDelivered {

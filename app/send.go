@@ -285,11 +285,6 @@ func (s *Server) recordSent(msg preparedSend, apiID string, uuids []string, prin
 			Status:      storage.StatusQueued,
 			Source:      storage.SourceSend,
 			ReceivedAt:  now,
-			From:        msg.params.Src,
-			To:          to,
-			Type:        msg.Type,
-			Text:        msg.params.Text,
-			MediaURLs:   msg.params.MediaUrls,
 			Payload: map[string]string{
 				"api_id":  apiID,
 				"sent_by": principal,
@@ -297,6 +292,8 @@ func (s *Server) recordSent(msg preparedSend, apiID string, uuids []string, prin
 				"to":      to,
 				"type":    msg.Type,
 			},
+			Details: storage.Details{From: msg.params.Src, To: to, Type: msg.Type},
+			Content: storage.Content{Text: msg.params.Text, MediaURLs: msg.params.MediaUrls},
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 		// The store's writer tells the notifiers, in cursor order.

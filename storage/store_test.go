@@ -74,8 +74,7 @@ func ev(uuid, status string, seq int64, extra ...string) Event {
 		Sequence:    seq,
 		Source:      SourceCallback,
 		Payload:     map[string]string{"MessageUUID": uuid, "Status": status},
-		To:          "+14155550100",
-		From:        "+14155550199",
+		Details:     Details{To: "+14155550100", From: "+14155550199"},
 	}
 	if seq != 0 {
 		e.Payload["Sequence"] = fmt.Sprint(seq)

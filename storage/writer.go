@@ -141,7 +141,7 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 // returns equals what a later read decodes.
 func normalise(ev *Event) {
 	ev.ReceivedAt = ev.ReceivedAt.UTC().Round(0)
-	for _, p := range []**time.Time{&ev.MessageTime, &ev.QueuedTime, &ev.SentTime, &ev.DeliveryReportTime} {
+	for _, p := range ev.Details.times() {
 		if *p != nil {
 			t := (*p).UTC().Round(0)
 			*p = &t

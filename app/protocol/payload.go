@@ -119,20 +119,22 @@ func jsonParams(body []byte) (url.Values, error) {
 func ParseCallback(params url.Values) (storage.Event, error) {
 	get := func(k string) string { return strings.TrimSpace(params.Get(k)) }
 	ev := storage.Event{
-		Source:            storage.SourceCallback,
-		MessageUUID:       get("MessageUUID"),
-		Status:            NormaliseStatus(get("Status")),
-		ErrorCode:         get("ErrorCode"),
-		From:              get("From"),
-		To:                get("To"),
-		Type:              get("Type"),
-		TotalRate:         get("TotalRate"),
-		TotalAmount:       get("TotalAmount"),
-		MCC:               get("MCC"),
-		MNC:               get("MNC"),
-		ParentMessageUUID: get("ParentMessageUUID"),
-		PartInfo:          get("PartInfo"),
-		Payload:           make(map[string]string, len(params)),
+		Source:      storage.SourceCallback,
+		MessageUUID: get("MessageUUID"),
+		Status:      NormaliseStatus(get("Status")),
+		ErrorCode:   get("ErrorCode"),
+		Payload:     make(map[string]string, len(params)),
+		Details: storage.Details{
+			From:              get("From"),
+			To:                get("To"),
+			Type:              get("Type"),
+			TotalRate:         get("TotalRate"),
+			TotalAmount:       get("TotalAmount"),
+			MCC:               get("MCC"),
+			MNC:               get("MNC"),
+			ParentMessageUUID: get("ParentMessageUUID"),
+			PartInfo:          get("PartInfo"),
+		},
 	}
 	for k, vs := range params {
 		if len(vs) > 0 {
