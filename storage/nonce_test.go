@@ -331,9 +331,6 @@ func BenchmarkNonceIndexMemory(b *testing.B) {
 				b.Fatalf("index holds %d, want %d", ix.count, n)
 			}
 			heap := float64(after.heap - before.heap)
-			b.ReportMetric(heap/float64(n), "heapB/nonce")
-			b.ReportMetric(heap/(1<<20), "heapMB")
-			b.ReportMetric(float64(ix.statBytes.Load())/(1<<20), "tableMB")
 			b.ResetTimer()
 			for i := range b.N {
 				p := probe[i%len(probe)]
@@ -342,6 +339,10 @@ func BenchmarkNonceIndexMemory(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			// After the loop: ResetTimer drops metrics reported before it.
+			b.ReportMetric(heap/float64(n), "heapB/nonce")
+			b.ReportMetric(heap/(1<<20), "heapMB")
+			b.ReportMetric(float64(ix.statBytes.Load())/(1<<20), "tableMB")
 			runtimeKeepAlive(ix)
 		})
 	}
