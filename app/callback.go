@@ -75,28 +75,27 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		s.rejectSignature(c, req, err)
 		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
 	}
+	if refusal := s.checkScheme(c, verification); refusal != nil {
+		return resultInvalidSignature, refusal
+	}
 	for _, n := range verification.Nonces {
 		if len(n) > storage.MaxNonceLen {
 			return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
 		}
 	}
+	now := s.now()
+	nonces := callbackNonces(verification, now.Add(s.cfg.Plivo.NonceTTL.D()), requestSum(body, req))
+	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
+	defer cancel()
 	if paramsErr != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
+		return s.refuseMalformed(ctx, c, nonces, paramsErr)
 	}
 	ev, err := protocol.ParseCallback(params)
 	if err != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+		return s.refuseMalformed(ctx, c, nonces, err)
 	}
 
-	now := s.now()
 	ev.ReceivedAt = now.UTC()
-	nonces := make([]storage.Nonce, 0, len(verification.Nonces))
-	for _, n := range verification.Nonces {
-		// n is part of the copied header above, never fasthttp's buffer.
-		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
-	defer cancel()
 	res, err := s.store.Apply(ctx, ev, nonces...)
 	switch {
 	case errors.Is(err, storage.ErrReplayed):
@@ -104,6 +103,9 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
 		}
 		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+	case errors.Is(err, storage.ErrNonceCapacity):
+		s.logNonceCapacity(now)
+		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
@@ -111,7 +113,8 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's
-	// writer, in cursor order, before Apply returned.
+	// writer, in cursor order, before Apply returned. res.Retry (the same
+	// signed request again, nonce included) is a duplicate too.
 	if res.Duplicate {
 		return resultDuplicate, nil
 	}

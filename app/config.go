@@ -63,6 +63,8 @@ type PlivoConfig struct {
 	APIURL          string   `toml:"api_url"`
 	CallbackPath    string   `toml:"callback_path"`
 	NonceTTL        Duration `toml:"nonce_ttl"`
+	// RequireV3 refuses callbacks signed with V2 only (see callback_nonce.go).
+	RequireV3 bool `toml:"require_v3"`
 }
 
 // DashboardConfig is the [dashboard] section.

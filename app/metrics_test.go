@@ -260,9 +260,11 @@ func TestMetricsCountDelivery(t *testing.T) {
 	env.mustCallback(t, 200, status(d, storage.StatusSent, 2), "")
 	env.mustCallback(t, 200, status(d, storage.StatusUndelivered, 3, "ErrorCode", "30"), "")
 	// Repeats: Plivo's retry of A's delivered report (same fields, new
-	// nonce) is a duplicate; the same request again is a replay.
+	// nonce) is a duplicate, and so is the same request again (same nonce,
+	// same bytes); that nonce with another body is a replay.
 	env.mustCallback(t, 200, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
-	env.mustCallback(t, 403, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
+	env.mustCallback(t, 200, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
+	env.mustCallback(t, 403, delivered(a, 4, 4*time.Second), "retry-nonce-0001")
 	// B ends undelivered after delivered: stored, a new status event, but B
 	// was already final and is not counted again.
 	env.mustCallback(t, 200, status(b, storage.StatusUndelivered, 4, "ErrorCode", "030"), "")
@@ -286,7 +288,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 		want   float64
 	}{
 		{"plivo_dlr_callbacks_total", []string{"result=stored"}, 15},
-		{"plivo_dlr_callbacks_total", []string{"result=duplicate"}, 1},
+		{"plivo_dlr_callbacks_total", []string{"result=duplicate"}, 2},
 		{"plivo_dlr_callbacks_total", []string{"result=replayed"}, 1},
 		{"plivo_dlr_callbacks_total", []string{"result=invalid_signature"}, 1},
 		{"plivo_dlr_callbacks_total", []string{"result=malformed"}, 1},
@@ -330,8 +332,8 @@ func TestMetricsCountDelivery(t *testing.T) {
 		}
 	})
 	t.Run("callback duration", func(t *testing.T) {
-		if got := series(mfs, "plivo_dlr_callback_duration_seconds").GetHistogram().GetSampleCount(); got != 19 {
-			t.Errorf("count: got %d, want 19 (every callback)", got)
+		if got := series(mfs, "plivo_dlr_callback_duration_seconds").GetHistogram().GetSampleCount(); got != 20 {
+			t.Errorf("count: got %d, want 20 (every callback)", got)
 		}
 	})
 	t.Run("storage commits", func(t *testing.T) {

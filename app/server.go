@@ -81,6 +81,9 @@ type Server struct {
 	started        time.Time
 	forward        *forward.Manager
 
+	// replay: V3 seen, capacity log (callback_nonce.go).
+	replay replayState
+
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
 	// still ends it (see Shutdown).
