@@ -39,12 +39,6 @@ const sessionIDLen = 16
 const (
 	sessionCookie = "plivo_dlr_session"
 	sessionTTL    = 7 * 24 * time.Hour
-	// loginMaxFailures failed logins per IP, or per username, within
-	// loginWindow lock further attempts out until the window passes.
-	loginMaxFailures = 5
-	loginWindow      = 15 * time.Minute
-	// loginTrackedKeys bounds the limiter's memory under a spray of IPs.
-	loginTrackedKeys = 10_000
 )
 
 // dashboardAuth is what the server needs to log users in.
@@ -58,6 +52,8 @@ type dashboardAuth struct {
 	// everyone out.
 	binding []byte
 	limiter *loginLimiter
+	// checks bounds the bcrypt comparisons running at once.
+	checks *checkGate
 
 	// revoked holds the IDs of sessions logged out before expiry, with
 	// their expiry, so a copied cookie dies with its logout.
@@ -69,7 +65,11 @@ type dashboardAuth struct {
 // configured password hash it generates a password on first start, stores
 // only its hash, and logs the password once.
 func (s *Server) initDashboardAuth() error {
-	a := &dashboardAuth{username: s.cfg.Dashboard.Username, limiter: newLoginLimiter(s.now)}
+	a := &dashboardAuth{
+		username: s.cfg.Dashboard.Username,
+		limiter:  newLoginLimiter(s.cfg.Dashboard.Username, s.now),
+		checks:   newCheckGate(loginChecks, loginQueue, loginQueueWait),
+	}
 	if h := s.cfg.Dashboard.PasswordHash; h != "" {
 		a.passwordHash = []byte(h)
 	} else {
@@ -219,26 +219,42 @@ func (s *Server) handleLoginPage(c *fiber.Ctx) error {
 }
 
 // handleLogin checks the form's username and password, rate-limited per
-// client IP and per username, and sets the session cookie.
+// (username, client IP) and per username (login_limit.go), with a bounded
+// number of password checks at once, and sets the session cookie.
 func (s *Server) handleLogin(c *fiber.Ctx) error {
 	username := strings.Clone(c.FormValue("username"))
 	password := c.FormValue("password")
 	ip := c.IP()
-	if wait := s.auth.limiter.blocked(ip, username); wait > 0 {
+	wait, end := s.auth.limiter.begin(ip, username)
+	if wait > 0 {
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
 			s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
 		}
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())+1))
 		return s.sendLoginPage(c, fiber.StatusTooManyRequests, "Too many failed attempts. Try again later.")
 	}
-	if !s.auth.checkPassword(username, password) {
-		s.auth.limiter.fail(ip, username)
+	if !s.auth.checks.acquire() {
+		end(loginAborted)
+		if ok, suppressed := s.rejections.allow(s.now()); ok {
+			s.log.Warn("login refused: too many password checks at once", "remote_addr", ip, "suppressed", suppressed)
+		}
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return s.sendLoginPage(c, fiber.StatusServiceUnavailable, "The server is busy. Try again in a moment.")
+	}
+	ok := s.auth.checkPassword(username, password)
+	s.auth.checks.release()
+	if !ok {
+		end(loginFailed)
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
 			s.log.Warn("login failed", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
 		}
+		// RFC 9110 requires a challenge on every 401. A form login has no
+		// registered scheme; "Cookie" is the one draft-broyer-http-cookie-auth
+		// describes for exactly this: where the form is, which cookie it sets.
+		c.Set(fiber.HeaderWWWAuthenticate, `Cookie realm="plivo-dlr" form-action="/login" cookie-name="`+sessionCookie+`"`)
 		return s.sendLoginPage(c, fiber.StatusUnauthorized, "Wrong username or password.")
 	}
-	s.auth.limiter.succeed(ip, username)
+	end(loginOK)
 	exp := s.now().Add(sessionTTL)
 	c.Cookie(s.sessionCookie(s.auth.newSession(username, exp), exp))
 	s.log.Info("login", "remote_addr", ip, "username", clip(username))
@@ -310,77 +326,4 @@ func (s *Server) sendLoginPage(c *fiber.Ctx, status int, msg string) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Status(status).Send(page)
-}
-
-// loginLimiter counts recent failed logins per IP and per username, in
-// memory: a restart forgets them, which is acceptable for a lockout that
-// only slows guessing down.
-type loginLimiter struct {
-	now func() time.Time
-	mu  sync.Mutex
-	// failures maps "ip:"+IP or "user:"+name to the times of recent failures.
-	failures map[string][]time.Time
-}
-
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, failures: map[string][]time.Time{}}
-}
-
-// blocked returns how long the IP or username must still wait, 0 if not blocked.
-func (l *loginLimiter) blocked(ip, username string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	var wait time.Duration
-	for _, k := range []string{"ip:" + ip, "user:" + username} {
-		ts := l.recent(k, now)
-		if len(ts) >= loginMaxFailures {
-			wait = max(wait, ts[len(ts)-loginMaxFailures].Add(loginWindow).Sub(now))
-		}
-	}
-	return wait
-}
-
-// recent drops expired failures of key and returns the rest. Caller holds mu.
-func (l *loginLimiter) recent(key string, now time.Time) []time.Time {
-	ts := l.failures[key]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= loginWindow {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.failures, key)
-		return nil
-	}
-	l.failures[key] = ts
-	return ts
-}
-
-func (l *loginLimiter) fail(ip, username string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.failures) >= loginTrackedKeys {
-		for k := range l.failures {
-			l.recent(k, now)
-		}
-	}
-	for _, k := range []string{"ip:" + ip, "user:" + username} {
-		if _, ok := l.failures[k]; !ok && len(l.failures) >= loginTrackedKeys {
-			continue // full of live entries: keep counting the ones we have
-		}
-		ts := append(l.recent(k, now), now)
-		if len(ts) > loginMaxFailures {
-			ts = ts[len(ts)-loginMaxFailures:]
-		}
-		l.failures[k] = ts
-	}
-}
-
-func (l *loginLimiter) succeed(ip, username string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.failures, "ip:"+ip)
-	delete(l.failures, "user:"+username)
 }

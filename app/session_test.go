@@ -149,26 +149,6 @@ func TestSessionLoginFailures(t *testing.T) {
 	}
 }
 
-// TestSessionLimiterPerUsername: failures for one username from many IPs
-// lock that username; other keys stay open; the window expires.
-func TestSessionLimiterPerUsername(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	l := newLoginLimiter(func() time.Time { return now })
-	for i := range loginMaxFailures {
-		l.fail("10.0.0."+string(rune('1'+i)), "admin")
-	}
-	if got := l.blocked("10.9.9.9", "admin"); got <= 0 {
-		t.Errorf("username after %d failures from different IPs: got wait %s, want > 0", loginMaxFailures, got)
-	}
-	if got := l.blocked("10.9.9.9", "other"); got != 0 {
-		t.Errorf("untouched username and IP: got wait %s, want 0", got)
-	}
-	now = now.Add(loginWindow)
-	if got := l.blocked("10.9.9.9", "admin"); got != 0 {
-		t.Errorf("after the window: got wait %s, want 0", got)
-	}
-}
-
 // TestSessionCookieFlags: HttpOnly and SameSite=Strict always; Secure
 // exactly when the server runs TLS.
 func TestSessionCookieFlags(t *testing.T) {
