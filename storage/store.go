@@ -77,6 +77,8 @@ type Store struct {
 	beforeCommit func()
 	// onApplied is the SetOnApplied hook.
 	onApplied atomic.Pointer[func(Applied)]
+	// health tracks recent commit outcomes for readiness (health.go).
+	health commitHealth
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
