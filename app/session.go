@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"html"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,9 +63,9 @@ type dashboardAuth struct {
 	revoked map[[sessionIDLen]byte]int64
 }
 
-// initDashboardAuth loads or creates the dashboard credentials. Without a
-// configured password hash it generates a password on first start, stores
-// only its hash, and logs the password once.
+// initDashboardAuth loads or creates the dashboard credentials. The
+// password hash comes from the config or the store; a first start without
+// either gets one from EnsureDashboardPassword.
 func (s *Server) initDashboardAuth() error {
 	a := &dashboardAuth{
 		username: s.cfg.Dashboard.Username,
@@ -73,21 +75,10 @@ func (s *Server) initDashboardAuth() error {
 	if h := s.cfg.Dashboard.PasswordHash; h != "" {
 		a.passwordHash = []byte(h)
 	} else {
+		// Without a stored hash no login succeeds until
+		// EnsureDashboardPassword generates one, once serving works.
 		h, err := s.store.GetMeta(metaPasswordHash)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			pw := rand.Text() // 26 base32 characters, 130 bits
-			if h, err = bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost); err != nil {
-				return fmt.Errorf("hash generated password: %w", err)
-			}
-			if err := s.store.PutMeta(metaPasswordHash, h); err != nil {
-				return fmt.Errorf("store generated password hash: %w", err)
-			}
-			// Shown once, by design: only the hash is kept. The operator can
-			// set dashboard.password_hash instead (plivo-dlr hash-password).
-			s.log.Warn("generated dashboard password; it is not shown again, set dashboard.password_hash to choose your own",
-				"username", a.username, "password", pw)
-		case err != nil:
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("load dashboard password hash: %w", err)
 		}
 		a.passwordHash = h
@@ -113,9 +104,79 @@ func (s *Server) initDashboardAuth() error {
 			a.revoked[[sessionIDLen]byte(list[:sessionIDLen])] = int64(binary.BigEndian.Uint64(list[sessionIDLen:]))
 		}
 	}
+	a.bind()
+	s.auth = a
+	return nil
+}
+
+// bind ties sessions to the current username and password hash.
+func (a *dashboardAuth) bind() {
 	b := sha256.Sum256(append([]byte(a.username+"\x00"), a.passwordHash...))
 	a.binding = b[:]
-	s.auth = a
+}
+
+// PasswordFileName is the file in the data dir holding a generated
+// dashboard password.
+const PasswordFileName = "dashboard-password"
+
+// EnsureDashboardPassword generates the dashboard password on first start,
+// when neither dashboard.password_hash nor a stored hash exists: it writes
+// the password to a 0600 file in dataDir, then stores only its hash, and
+// returns the file's path ("" when nothing was generated). The password
+// never goes to the log, which under systemd is kept in the journal. Call
+// it once the listeners are bound and before Serve, so a start that fails
+// (port in use) neither generates nor loses a password.
+func (s *Server) EnsureDashboardPassword(dataDir string) (string, error) {
+	a := s.auth
+	if len(a.passwordHash) > 0 {
+		return "", nil
+	}
+	pw := rand.Text() // 26 base32 characters, 130 bits
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash generated password: %w", err)
+	}
+	path := filepath.Join(dataDir, PasswordFileName)
+	// The file first: a crash before the hash is stored only means the next
+	// start generates (and writes) another password; never a stored hash
+	// whose password nobody has.
+	if err := writeFileDurably(path, []byte(a.username+"\n"+pw+"\n")); err != nil {
+		return "", fmt.Errorf("write generated password: %w", err)
+	}
+	if err := s.store.PutMeta(metaPasswordHash, h); err != nil {
+		return "", fmt.Errorf("store generated password hash: %w", err)
+	}
+	a.passwordHash = h
+	a.bind()
+	return path, nil
+}
+
+// writeFileDurably writes data to path with mode 0600 through a temporary
+// file, fsync and rename, so path is either absent or complete.
+func writeFileDurably(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 	return nil
 }
 
@@ -186,6 +247,16 @@ func (a *dashboardAuth) revoke(id [sessionIDLen]byte, exp int64, now time.Time) 
 	return list
 }
 
+// logName is how a login's username appears in the log: the configured
+// one as is, any other as "(unknown)", since people type their password
+// into the username field and the log must not keep it.
+func (a *dashboardAuth) logName(username string) string {
+	if username == a.username {
+		return username
+	}
+	return "(unknown)"
+}
+
 // checkPassword compares in constant time; bcrypt runs for a wrong username
 // too, so timing does not reveal which part was wrong.
 func (a *dashboardAuth) checkPassword(username, password string) bool {
@@ -228,7 +299,7 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 	wait, end := s.auth.limiter.begin(ip, username)
 	if wait > 0 {
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
-			s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
+			s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", s.auth.logName(username), "suppressed", suppressed)
 		}
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())+1))
 		return s.sendLoginPage(c, fiber.StatusTooManyRequests, "Too many failed attempts. Try again later.")
@@ -246,7 +317,7 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 	if !ok {
 		end(loginFailed)
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
-			s.log.Warn("login failed", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
+			s.log.Warn("login failed", "remote_addr", ip, "username", s.auth.logName(username), "suppressed", suppressed)
 		}
 		// RFC 9110 requires a challenge on every 401. A form login has no
 		// registered scheme; "Cookie" is the one draft-broyer-http-cookie-auth
@@ -257,7 +328,7 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 	end(loginOK)
 	exp := s.now().Add(sessionTTL)
 	c.Cookie(s.sessionCookie(s.auth.newSession(username, exp), exp))
-	s.log.Info("login", "remote_addr", ip, "username", clip(username))
+	s.log.Info("login", "remote_addr", ip, "username", s.auth.logName(username))
 	return c.Redirect("/", fiber.StatusSeeOther)
 }
 
