@@ -8,6 +8,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -22,7 +23,7 @@ type replayState struct {
 // callbackNonces are the nonces a verified callback uses up, all expiring
 // at exp and tagged with the request's sum, so that the same request again
 // (a retry) can be told from a replay.
-func callbackNonces(v Verification, exp time.Time, sum uint64) []storage.Nonce {
+func callbackNonces(v protocol.Verification, exp time.Time, sum uint64) []storage.Nonce {
 	nonces := make([]storage.Nonce, 0, len(v.Nonces))
 	for _, n := range v.Nonces {
 		// n is part of the copied headers, never fasthttp's buffer.
@@ -36,7 +37,7 @@ func callbackNonces(v Verification, exp time.Time, sum uint64) []storage.Nonce {
 // with the same sum is Plivo retrying that request (answered 200, duplicate);
 // with another sum it is a replay (403). A collision could only make a
 // replay look like a retry, which stores nothing.
-func requestSum(body []byte, req SignedRequest) uint64 {
+func requestSum(body []byte, req protocol.SignedRequest) uint64 {
 	const offset, prime = 14695981039346656037, 1099511628211
 	h := uint64(offset)
 	add := func(s string) {
@@ -84,8 +85,8 @@ func (s *Server) refuseMalformed(ctx context.Context, c *fiber.Ctx, nonces []sto
 // V2-only callbacks from an account that has sent V3: V2 signs neither the
 // body nor the time, so once plivo.nonce_ttl has passed captured V2 headers
 // verify again with any body. A non-nil result is the refusal to answer.
-func (s *Server) checkScheme(c *fiber.Ctx, v Verification) *HTTPError {
-	if v.Scheme == SchemeV3 {
+func (s *Server) checkScheme(c *fiber.Ctx, v protocol.Verification) *HTTPError {
+	if v.Scheme == protocol.SchemeV3 {
 		s.replay.seenV3.Store(true)
 		return nil
 	}

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"plivo-dlr/app/protocol"
+
 	"errors"
 	"io"
 	"net/http"
@@ -18,19 +20,19 @@ import (
 func signedHeaders(tb testing.TB, cfg Config, v2Nonce, v3Nonce string, form url.Values) http.Header {
 	tb.Helper()
 	h := http.Header{}
-	sig, err := ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), v2Nonce)
+	sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), v2Nonce)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h.Set(HeaderSignatureV2, sig)
-	h.Set(HeaderSignatureV2Nonce, v2Nonce)
+	h.Set(protocol.HeaderSignatureV2, sig)
+	h.Set(protocol.HeaderSignatureV2Nonce, v2Nonce)
 	if v3Nonce != "" {
-		sig, err := ComputeSignatureV3(string(cfg.Plivo.AuthToken), http.MethodPost, cfg.CallbackURL(), v3Nonce, form)
+		sig, err := protocol.ComputeSignatureV3(string(cfg.Plivo.AuthToken), http.MethodPost, cfg.CallbackURL(), v3Nonce, form)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		h.Set(HeaderSignatureV3, sig)
-		h.Set(HeaderSignatureV3Nonce, v3Nonce)
+		h.Set(protocol.HeaderSignatureV3, sig)
+		h.Set(protocol.HeaderSignatureV3Nonce, v3Nonce)
 	}
 	return h
 }

@@ -192,7 +192,7 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 //
 //	go test -run '^$' -bench BenchmarkIngest -benchtime 60000x ./app
 func BenchmarkIngest(b *testing.B) {
-	TuneGC() // as serve does: the server's own GC setting, not the test binary's
+	TuneGC(os.Getenv) // as serve does: the server's own GC setting, not the test binary's
 	for _, tc := range []struct {
 		shape   string
 		clients int

@@ -278,17 +278,6 @@ func (s *Server) handleHealthz(c *fiber.Ctx) error {
 	return c.SendString("ok")
 }
 
-// handleReadyz answers readiness: storage can commit.
-func (s *Server) handleReadyz(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readiness check failed", "err", err)
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage not writable"}
-	}
-	return c.SendString("ready")
-}
-
 // HTTPError is an error with a status code and a message safe to show the caller.
 type HTTPError struct {
 	Code    int

@@ -82,6 +82,8 @@ type Store struct {
 	onApplied atomic.Pointer[func(Applied)]
 	// nonces is the replay-protection index (nonce.go), writer-owned.
 	nonces *nonceIndex
+	// health tracks recent commit outcomes for readiness (health.go).
+	health commitHealth
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.

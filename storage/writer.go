@@ -301,6 +301,7 @@ func (w *writerState) commit() {
 				r.res, r.err = ApplyResult{}, fmt.Errorf("commit: %w", err)
 			}
 		}
+		w.s.health.noteCommit(w.s.now(), countApplies(w.live), err)
 		break
 	}
 	clear(w.live)
