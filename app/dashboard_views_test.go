@@ -413,3 +413,66 @@ func TestDashboardKeyboard(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`document.activeElement.dataset.uuid === "`+second+`" && !location.hash.includes("m=")`, chromedp.WithPollingTimeout(time.Second)),
 	)
 }
+
+// TestDashboardSendAndTextSearch sends from the dialog to the sandbox,
+// sees the message go to delivered live, then finds it by a word of its
+// text (searched in the browser over recent messages) and by number.
+func TestDashboardSendAndTextSearch(t *testing.T) {
+	sb, err := StartSandbox(SandboxOptions{Step: 20 * time.Millisecond, Chaos: -1, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDashServer(t, func(c *Config) { sb.Configure(c) })
+	t.Cleanup(func() {
+		if err := sb.Close(); err != nil {
+			t.Errorf("close sandbox: %v", err)
+		}
+	})
+	seedMessages(t, d, 5)
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	within(t, ctx, 10*time.Second, "send from the dialog",
+		chromedp.WaitVisible(chromedp.CSS(`#send-open`)),
+		chromedp.Click(chromedp.CSS(`#send-open`)),
+		chromedp.WaitVisible(chromedp.CSS(`#send-dialog[open] [name=to]`)),
+		chromedp.SendKeys(chromedp.CSS(`#send-dialog [name=to]`), "+447700900555"),
+		chromedp.SendKeys(chromedp.CSS(`#send-dialog [name=text]`), "Your parcel arrives Tuesday"),
+		chromedp.Click(chromedp.CSS(`#send-dialog button[type=submit]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#send-result").textContent.startsWith("Queued: ")`, chromedp.WithPollingTimeout(5*time.Second)),
+	)
+	screenshot(t, ctx, "send-dialog-desktop")
+	sent := browserValue(t, ctx, "read the result", chromedp.TextContent(chromedp.CSS(`#send-result`)))
+	u := strings.TrimPrefix(sent, "Queued: ")
+	within(t, ctx, 10*time.Second, "close the dialog and see the row delivered",
+		chromedp.Click(chromedp.CSS(`#send-cancel`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#send-dialog[open]`)),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+u+`"][data-status="delivered"]`)),
+	)
+	row := browserValue(t, ctx, "read the row", chromedp.TextContent(chromedp.CSS(`tr[data-uuid="`+u+`"]`)))
+	if !strings.Contains(row, "+44 7700 900555") || !strings.Contains(row, "Your parcel arrives Tuesday") {
+		t.Errorf("sent row %q lacks the formatted number or the text", row)
+	}
+
+	for _, q := range []string{"parcel", "+44 7700 900555", u[:8]} {
+		within(t, ctx, 10*time.Second, "search "+q,
+			chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
+			chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), q+kb.Enter),
+			chromedp.Poll[chromedp.Void](`(() => { const rs = document.querySelectorAll("#messages tbody tr"); return rs.length === 1 && rs[0].dataset.uuid === "`+u+`"; })()`,
+				chromedp.WithPollingTimeout(5*time.Second)),
+		)
+		if loc := browserValue(t, ctx, "URL", chromedp.Location()); !strings.Contains(loc, "q=") {
+			t.Errorf("search %q: URL %s does not name it", q, loc)
+		}
+	}
+	state := browserValue(t, ctx, "list state", chromedp.TextContent(chromedp.CSS(`#list-state`)))
+	if state != "" {
+		t.Errorf("list state after a UUID search: %q, want none", state)
+	}
+	within(t, ctx, 10*time.Second, "a text search with no match says so",
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
+		chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), "nonexistent words"+kb.Enter),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent.startsWith("No message matches. Text searched in the 6 most recent messages (all).")`,
+			chromedp.WithPollingTimeout(5*time.Second)),
+	)
+}

@@ -9,6 +9,7 @@ const $ = (sel, root = document) => root.querySelector(sel);
 const tbody = $("#messages tbody");
 const TERMINAL = ["delivered", "undelivered", "failed", "rejected", "read"];
 const FAILED = ["undelivered", "failed", "rejected"];
+const nf = new Intl.NumberFormat();
 
 const state = {
   cursor: null,          // highest stream cursor seen; null before the first "ready"
@@ -17,6 +18,8 @@ const state = {
   loading: false,
   listSeq: 0,            // bumps on every reset, so a stale page is dropped
   filters: { q: "", status: "", from: "", to: "" },
+  textMode: false,       // the search is over message text, done in the browser
+  scanned: 0,            // messages read by the text search so far
   detailUUID: null,
   detail: null,          // last detail body, re-rendered on a zone change
   config: null,
@@ -145,13 +148,32 @@ function matchesFilters(m) {
   if (until && first >= until) return false;
   if (f.q) {
     const q = f.q.toLowerCase();
+    if (isTextQuery(f.q)) return textHit(m, q);
     const digits = q.replace(/[^0-9]/g, "");
     const num = (s) => (s || "").replace(/[^0-9]/g, "");
     const uuidHit = m.message_uuid.toLowerCase().startsWith(q);
-    const numHit = digits !== "" && /^[+0-9 ()-]+$/.test(q) && (num(m.to).includes(digits) || num(m.from).includes(digits));
+    const numHit = digits !== "" && /^[+0-9 ().-]+$/.test(q) && (num(m.to).includes(digits) || num(m.from).includes(digits));
     if (!uuidHit && !numHit) return false;
   }
   return true;
+}
+
+// The server searches numbers (any format) and UUID prefixes. Anything
+// else is a text search, done here over the most recent messages in pages
+// of TEXT_PAGE (the store has no text index): the message text, or a
+// sender ID such as "ACME".
+const TEXT_PAGE = 1000;
+function isTextQuery(q) {
+  q = q.trim();
+  if (!q) return false;
+  if (/^[+0-9 ().-]+$/.test(q) && /[0-9]/.test(q)) return false; // a number
+  if (q.length >= 4 && q.length <= 36 && /^[0-9a-fA-F-]+$/.test(q) &&
+      [...q].every((c, i) => c !== "-" || [8, 13, 18, 23].includes(i))) return false; // a UUID prefix
+  return true;
+}
+function textHit(m, q) {
+  const norm = (s) => (s || "").toLowerCase();
+  return norm(m.text).includes(q) || norm(m.to).includes(q) || norm(m.from).includes(q);
 }
 
 // upsert shows a message's new state: in place when listed, else at its
@@ -198,9 +220,10 @@ async function loadPage(reset) {
   state.loading = true;
   if (reset) showListState("loading…");
   try {
-    const p = new URLSearchParams({ limit: "50" });
     const f = state.filters;
-    if (f.q) p.set("q", f.q);
+    const text = isTextQuery(f.q);
+    const p = new URLSearchParams({ limit: text ? String(TEXT_PAGE) : "50" });
+    if (f.q && !text) p.set("q", f.q);
     if (f.status) p.set("status", f.status);
     const { since, until } = filterTimes(f);
     if (since) p.set("since", since.toISOString());
@@ -209,13 +232,23 @@ async function loadPage(reset) {
     const body = await api("/api/messages?" + p);
     if (seq !== state.listSeq) return; // the filters changed meanwhile
     if (reset) tbody.replaceChildren();
+    const q = f.q.toLowerCase();
     for (const m of body.messages) {
+      if (text && !textHit(m, q)) continue;
       if (!tbody.querySelector(`tr[data-uuid="${CSS.escape(m.message_uuid)}"]`)) tbody.append(rowFor(m));
     }
+    if (text) state.scanned = (reset ? 0 : state.scanned) + body.messages.length;
+    state.textMode = text;
     state.next = body.next_cursor;
-    $("#more-btn").hidden = !state.next;
+    const more = $("#more-btn");
+    more.hidden = !state.next;
+    more.textContent = text ? "Search older messages" : "Load more";
     ensureTabStop();
     showListState();
+    if (text) {
+      const note = `Text searched in the ${nf.format(state.scanned)} most recent messages${state.next ? "" : " (all)"}.`;
+      $("#list-state").textContent = (tbody.rows.length ? "" : "No message matches. ") + note;
+    }
   } catch (e) {
     if (seq === state.listSeq) showListState("Could not load messages: " + e.message);
   } finally {
@@ -250,8 +283,10 @@ $("#filters-clear").addEventListener("click", () => {
   $("#filters").elements.q.focus();
 });
 $("#more-btn").addEventListener("click", () => loadPage(false));
+// Scrolling to the end loads the next page; a text search goes further
+// back only when asked (each step reads TEXT_PAGE messages).
 new IntersectionObserver((entries) => {
-  if (entries.some((e) => e.isIntersecting)) loadPage(false);
+  if (entries.some((e) => e.isIntersecting) && !state.textMode) loadPage(false);
 }).observe($("#more"));
 
 // ---------- keyboard navigation ----------
@@ -285,7 +320,7 @@ tbody.addEventListener("keydown", (e) => {
   e.preventDefault();
   focusRow(to);
   // Near the end: fetch the next page so arrows can go on.
-  if (rs.indexOf(to) >= rs.length - 3) loadPage(false);
+  if (rs.indexOf(to) >= rs.length - 3 && !state.textMode) loadPage(false);
 });
 tbody.addEventListener("click", (e) => {
   const tr = e.target.closest("tr[data-uuid]");
@@ -544,7 +579,6 @@ function scheduleStats() {
   refreshTimer = setTimeout(() => { refreshTimer = null; loadStats(); }, 1000);
 }
 
-const nf = new Intl.NumberFormat();
 async function loadStats() {
   let st;
   try { st = await api("/api/stats?window=" + $("#window").value); } catch { return; }
