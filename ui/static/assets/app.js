@@ -605,6 +605,7 @@ $("#charts-toggle").addEventListener("click", (e) => {
   const sec = $("#analytics");
   sec.hidden = !sec.hidden;
   e.currentTarget.setAttribute("aria-expanded", String(!sec.hidden));
+  e.currentTarget.textContent = sec.hidden ? "Charts" : "Hide charts";
   if (!sec.hidden) drawChart(state.series);
 });
 
