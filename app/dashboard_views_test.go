@@ -476,3 +476,76 @@ func TestDashboardSendAndTextSearch(t *testing.T) {
 			chromedp.WithPollingTimeout(5*time.Second)),
 	)
 }
+
+// TestDashboardDetailPhone opens a failed message on a phone: the panel
+// fills the screen without sideways scrolling, the status, the error in
+// words and the close button are in its first screen, and closing it
+// returns to the same place in the list.
+func TestDashboardDetailPhone(t *testing.T) {
+	d := startDashServer(t, nil)
+	uuids := seedMessages(t, d, 12)
+	target := uuids[5] // i%11 == 5: failed, error 50
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	within(t, ctx, 20*time.Second, "open the message on a phone",
+		setViewport(phoneW, phoneH),
+		chromedp.Navigate(d.url("/")),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+target+`"]`)),
+		chromedp.Click(chromedp.CSS(`tr[data-uuid="`+target+`"] .status-cell`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
+	)
+	screenshot(t, ctx, "detail-failed-phone")
+	type facts struct {
+		PanelLeft, PanelWidth, InnerWidth   float64
+		PanelScrollWidth, PanelClientWidth  float64
+		DocScrollWidth                      float64
+		ErrorBottom, CloseRight, CloseTop   float64
+		StatusText, ErrorText, WidestInside string
+		WidestRight                         float64
+	}
+	f := browserValue(t, ctx, "measure the panel", chromedp.Evaluate[facts](`(() => {
+  const p = document.querySelector("#detail").getBoundingClientRect();
+  const panel = document.querySelector("#detail");
+  const err = document.querySelector("#detail .error-box");
+  const close = document.querySelector("#detail .close").getBoundingClientRect();
+  let widest = 0, what = "";
+  for (const e of panel.querySelectorAll("*")) {
+    const b = e.getBoundingClientRect();
+    if (b.width > 0 && b.right > widest && !e.closest("pre")) { widest = b.right; what = e.tagName + "." + e.className; }
+  }
+  return { PanelLeft: p.left, PanelWidth: p.width, InnerWidth: innerWidth,
+    PanelScrollWidth: panel.scrollWidth, PanelClientWidth: panel.clientWidth,
+    DocScrollWidth: document.documentElement.scrollWidth,
+    ErrorBottom: err ? err.getBoundingClientRect().bottom : -1, CloseRight: close.right, CloseTop: close.top,
+    StatusText: document.querySelector("#detail .detail-status").innerText, ErrorText: err ? err.innerText : "",
+    WidestInside: what, WidestRight: widest };
+})()`))
+	t.Logf("phone panel: %+v", f)
+	if f.PanelLeft != 0 || f.PanelWidth != f.InnerWidth {
+		t.Errorf("panel spans x=%.0f..%.0f, want the whole %.0f px screen", f.PanelLeft, f.PanelLeft+f.PanelWidth, f.InnerWidth)
+	}
+	if f.PanelScrollWidth > f.PanelClientWidth || f.DocScrollWidth > f.InnerWidth {
+		t.Errorf("sideways scrolling: panel %.0f > %.0f or page %.0f > %.0f", f.PanelScrollWidth, f.PanelClientWidth, f.DocScrollWidth, f.InnerWidth)
+	}
+	if f.WidestRight > f.InnerWidth+0.5 {
+		t.Errorf("%s in the panel ends at x=%.0f, beyond the screen", f.WidestInside, f.WidestRight)
+	}
+	if !strings.Contains(f.StatusText, "failed") || !strings.Contains(f.StatusText, "+61 412 345 678") {
+		t.Errorf("panel headline %q lacks the status or the number", f.StatusText)
+	}
+	if !strings.Contains(f.ErrorText, "Error 50") || !strings.Contains(f.ErrorText, "Invalid destination number") {
+		t.Errorf("error box %q lacks the code or its meaning", f.ErrorText)
+	}
+	if f.ErrorBottom < 0 || f.ErrorBottom > phoneH {
+		t.Errorf("the error box ends at y=%.0f: not in the panel's first screen (%d px)", f.ErrorBottom, phoneH)
+	}
+	if f.CloseRight > f.InnerWidth || f.CloseTop < 0 {
+		t.Errorf("close button at right=%.0f top=%.0f: off screen", f.CloseRight, f.CloseTop)
+	}
+	within(t, ctx, 5*time.Second, "close returns to the list",
+		chromedp.Click(chromedp.CSS(`#detail .close`)),
+		chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
+		chromedp.Poll[chromedp.Void](`document.activeElement.dataset.uuid === "`+target+`"`, chromedp.WithPollingTimeout(time.Second)),
+	)
+}
