@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/google/uuid"
@@ -374,6 +375,27 @@ func TestDashboardDetailAndDeepLink(t *testing.T) {
 	)
 	if loc := browserValue(t, ctx, "URL after back", chromedp.Location()); strings.Contains(loc, "m=") || !strings.Contains(loc, "status=undelivered") {
 		t.Errorf("URL after back: %s, want the filter without the message", loc)
+	}
+
+	// Someone not logged in opens the link: after logging in they see the
+	// view it names.
+	within(t, ctx, 20*time.Second, "open the link logged out, log in",
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, network.ClearBrowserCookies, cdp.Empty{})
+			return err
+		}),
+		// A fresh load, as from another application (same-document
+		// navigation would only change the fragment).
+		chromedp.Navigate("about:blank"),
+		chromedp.Navigate(link),
+		chromedp.WaitVisible(chromedp.CSS(`#username`)),
+		chromedp.SendKeys(chromedp.CSS(`#username`), dashUser),
+		chromedp.SendKeys(chromedp.CSS(`#password`), dashPassword),
+		chromedp.Click(chromedp.CSS(`#login`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
+	)
+	if loc := browserValue(t, ctx, "URL after login", chromedp.Location()); loc != link {
+		t.Errorf("after logging in the page is at %s, want %s", loc, link)
 	}
 }
 

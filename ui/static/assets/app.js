@@ -71,7 +71,8 @@ function phone(s) {
 async function api(path, opts) {
   const res = await fetch(path, { credentials: "same-origin", ...opts });
   if (res.status === 401) {
-    location.href = "/login";
+    // Keep the view in the fragment: it survives the login (login.js).
+    location.href = "/login" + location.hash;
     throw new Error("logged out");
   }
   const body = await res.json().catch(() => ({}));
