@@ -63,8 +63,10 @@ func loadStatic(ui fs.FS) (map[string]staticFile, error) {
 func (s *Server) dashboardRoutes() {
 	app := s.fiber
 	app.Get("/login", s.handleLoginPage)
-	// The login page's stylesheet is the one file served without a session.
+	// The login page's stylesheet and script are the files served without
+	// a session (the script keeps a shared link's #fragment across login).
 	app.Get("/login.css", func(c *fiber.Ctx) error { return s.sendStatic(c, "login.css") })
+	app.Get("/login.js", func(c *fiber.Ctx) error { return s.sendStatic(c, "login.js") })
 	app.Post("/login", s.handleLogin)
 	app.Post("/logout", s.handleLogout)
 	app.Get("/ws", s.requireAuth, s.handleStream)
