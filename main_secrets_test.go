@@ -195,7 +195,8 @@ func TestBinaryLogsNoSecrets(t *testing.T) {
 	if code, _ := p.send(t, client, good); code != http.StatusOK {
 		t.Errorf("valid callback: got %d, want 200", code)
 	}
-	if code, _ := p.send(t, client, good); code != http.StatusForbidden {
+	replay := signedForm(t, statusFields("5b8f0a3e-8f8e-11ef-9b1d-0242ac120002", "failed", 4), nonce)
+	if code, _ := p.send(t, client, replay); code != http.StatusForbidden {
 		t.Errorf("replayed callback: got %d, want 403", code)
 	}
 	forged := signedForm(t, statusFields("5b8f0a3e-8f8e-11ef-9b1d-0242ac120003", "delivered", 3), randomNonce())
