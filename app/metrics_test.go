@@ -629,7 +629,7 @@ func BenchmarkMetricsPerCallback(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = store.Close() })
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := newServerMetrics(reg)
 	d := newDeliveryMetrics(reg, store, time.Now, slog.New(slog.DiscardHandler))
 	commit := NewCommitObserver(reg)
 	q := time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC)

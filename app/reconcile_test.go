@@ -47,7 +47,7 @@ func sendOne(tb testing.TB, env *sendEnv, to string) string {
 	if code != http.StatusAccepted {
 		tb.Fatalf("send: got %d %s, want 202", code, body)
 	}
-	var resp SendResponse
+	var resp sendResponse
 	if err := json.Unmarshal(body, &resp); err != nil || len(resp.MessageUUIDs) != 1 {
 		tb.Fatalf("send answer %s: %v", body, err)
 	}
@@ -82,11 +82,11 @@ func TestReconcileFixesLostCallbacks(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 0 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 0 {
 		t.Fatalf("before reconcile.after: looked up %d (err %v), want 0", n, err)
 	}
 	clock.Add(cfg.Reconcile.After.D() + time.Second)
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 1 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("after reconcile.after: looked up %d (err %v), want 1", n, err)
 	}
 	msg, events, err := env.store.GetMessage(uuid)
@@ -105,7 +105,7 @@ func TestReconcileFixesLostCallbacks(t *testing.T) {
 	}
 	// Terminal now: later scans leave it alone.
 	clock.Add(time.Hour)
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 0 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 0 {
 		t.Errorf("after resolution: looked up %d (err %v), want 0", n, err)
 	}
 }
@@ -131,7 +131,7 @@ func TestReconcileGivesUp(t *testing.T) {
 
 	for attempt := 1; attempt <= reconcileMaxAttempts+1; attempt++ {
 		clock.Add(after + time.Second)
-		n, err := env.srv.ReconcileOnce(ctx)
+		n, err := env.srv.reconcileOnce(ctx)
 		want := 1
 		if attempt > reconcileMaxAttempts {
 			want = 0
@@ -140,7 +140,7 @@ func TestReconcileGivesUp(t *testing.T) {
 			t.Fatalf("scan %d: looked up %d (err %v), want %d", attempt, n, err, want)
 		}
 		// The stored lookup moved LastSeen: an immediate rescan asks nothing.
-		if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 0 {
+		if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 0 {
 			t.Fatalf("rescan %d at once: looked up %d (err %v), want 0", attempt, n, err)
 		}
 	}
@@ -185,7 +185,7 @@ func TestReconcileErrors(t *testing.T) {
 	clock.Add(cfg.Reconcile.After.D() + time.Second)
 	ctx := context.Background()
 
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 1 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("scan with Plivo failing: looked up %d (err %v), want 1", n, err)
 	}
 	if _, events, _ := env.store.GetMessage(uuid); len(events) != 1 {
@@ -198,7 +198,7 @@ func TestReconcileErrors(t *testing.T) {
 	mu.Lock()
 	status = http.StatusNotFound
 	mu.Unlock()
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 1 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("retry: looked up %d (err %v), want 1", n, err)
 	}
 	msg, events, _ := env.store.GetMessage(uuid)
@@ -254,7 +254,7 @@ func TestReconcileDisabled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("RunReconcile kept running with reconcile.enabled = false")
 	}
-	if noCreds := startSendServer(t, DefaultConfig(), Options{}); noCreds.srv.ReconcileEnabled() {
-		t.Error("ReconcileEnabled without credentials: got true, want false")
+	if noCreds := startSendServer(t, DefaultConfig(), Options{}); noCreds.srv.reconcileEnabled() {
+		t.Error("reconcileEnabled without credentials: got true, want false")
 	}
 }

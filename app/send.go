@@ -36,21 +36,21 @@ const (
 	sendError    = "error"
 )
 
-// SendRequest is the body of POST /api/messages. To is one number or a
+// sendRequest is the body of POST /api/messages. To is one number or a
 // list; From defaults to plivo.source_number.
-type SendRequest struct {
-	To        Recipients `json:"to"`
+type sendRequest struct {
+	To        recipients `json:"to"`
 	Text      string     `json:"text"`
 	MediaURLs []string   `json:"media_urls,omitempty"`
 	From      string     `json:"from,omitempty"`
 }
 
-// Recipients is one number ("+14155550100", or several joined with "<" as
+// recipients is one number ("+14155550100", or several joined with "<" as
 // Plivo does) or a JSON list of numbers.
-type Recipients []string
+type recipients []string
 
 // UnmarshalJSON accepts a string or a list of strings.
-func (r *Recipients) UnmarshalJSON(b []byte) error {
+func (r *recipients) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
 		*r = nil
@@ -67,8 +67,8 @@ func (r *Recipients) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// SendResponse is the 202 body of POST /api/messages.
-type SendResponse struct {
+// sendResponse is the 202 body of POST /api/messages.
+type sendResponse struct {
 	MessageUUIDs []string `json:"message_uuids"`
 	APIID        string   `json:"api_id"`
 }
@@ -96,7 +96,7 @@ func (s *Server) handleConfig(c *fiber.Ctx) error {
 // handleSend sends an SMS or MMS through Plivo and records it as queued
 // under each message UUID Plivo returns, before any callback arrives.
 func (s *Server) handleSend(c *fiber.Ctx) error {
-	var req SendRequest
+	var req sendRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
 		s.metrics.messagesSent.WithLabelValues("sms", sendInvalid).Inc()
 		var reason string
@@ -141,7 +141,7 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 
 	principal, _ := c.Locals(localsPrincipal).(string)
 	s.recordSent(msg, apiID, uuids, principal)
-	return c.Status(fiber.StatusAccepted).JSON(SendResponse{MessageUUIDs: uuids, APIID: apiID})
+	return c.Status(fiber.StatusAccepted).JSON(sendResponse{MessageUUIDs: uuids, APIID: apiID})
 }
 
 // preparedSend is a validated send request.
@@ -153,7 +153,7 @@ type preparedSend struct {
 
 // prepareSend validates req and builds Plivo's parameters. Errors are plain
 // reasons for a 400. The returned Type is set even on error (for metrics).
-func (s *Server) prepareSend(req SendRequest) (preparedSend, error) {
+func (s *Server) prepareSend(req sendRequest) (preparedSend, error) {
 	p := preparedSend{Type: plivo.SMS}
 	if len(req.MediaURLs) > 0 {
 		p.Type = plivo.MMS

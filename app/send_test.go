@@ -258,7 +258,7 @@ func TestSendReachesPlivo(t *testing.T) {
 			if code != http.StatusAccepted {
 				t.Fatalf("POST /api/messages: got %d %s, want 202", code, body)
 			}
-			var resp SendResponse
+			var resp sendResponse
 			if err := json.Unmarshal(body, &resp); err != nil {
 				t.Fatalf("decode %s: %v", body, err)
 			}

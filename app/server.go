@@ -58,7 +58,7 @@ type Server struct {
 	rejections rejectionLog
 	publicURL  string
 	apiTokens  [][]byte
-	metrics    *Metrics
+	metrics    *serverMetrics
 	registry   *prometheus.Registry
 	ui         fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
@@ -70,7 +70,7 @@ type Server struct {
 	wsUpgrade fiber.Handler
 	static    map[string]staticFile
 	// plivo sends and looks up messages; nil when no credentials are configured.
-	plivo     *PlivoClient
+	plivo     *plivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
 	// applyTimeout is Options.ApplyTimeout.
@@ -121,7 +121,7 @@ func NewServer(opts Options) (*Server, error) {
 	for _, t := range opts.Config.Dashboard.APITokens {
 		s.apiTokens = append(s.apiTokens, []byte(t))
 	}
-	s.metrics = NewMetrics(opts.Registry)
+	s.metrics = newServerMetrics(opts.Registry)
 	s.diagnoseLimit.limit = 10
 	s.rejections.limit.limit = 20
 	s.initMetrics()
@@ -132,7 +132,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.started = s.now().UTC()
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
-		if s.plivo, err = NewPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
+		if s.plivo, err = newPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -222,12 +222,6 @@ func (s *Server) publish(a storage.Applied) {
 		n.Notify(a.Event, a.Result)
 	}
 }
-
-// Metrics returns the server's collectors.
-func (s *Server) Metrics() *Metrics { return s.metrics }
-
-// App exposes the Fiber app so main can mount extra routes in tests.
-func (s *Server) App() *fiber.App { return s.fiber }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // clean shutdown.
