@@ -23,7 +23,7 @@ const backupTimeLayout = "20060102T150405Z"
 func (s *Server) handleBackup(c *fiber.Ctx) error {
 	snap, err := s.store.Snapshot()
 	if err != nil {
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	size := snap.Size()
 	name := "plivo-dlr-" + s.now().UTC().Format(backupTimeLayout) + ".db"

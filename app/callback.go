@@ -38,7 +38,7 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	body := c.Body()
 	if len(body) > protocol.MaxCallbackBody {
-		return resultMalformed, &HTTPError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
+		return resultMalformed, &httpError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
 	}
 	method := c.Method()
 	rawQuery := string(c.Request().URI().QueryString())
@@ -73,19 +73,19 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	verification, err := s.verifier.Verify(req)
 	if err != nil {
 		s.rejectSignature(c, req, err)
-		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+		return resultInvalidSignature, &httpError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
 	}
 	for _, n := range verification.Nonces {
 		if len(n) > storage.MaxNonceLen {
-			return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
+			return resultMalformed, &httpError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
 		}
 	}
 	if paramsErr != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
+		return resultMalformed, &httpError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
 	}
 	ev, err := protocol.ParseCallback(params)
 	if err != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+		return resultMalformed, &httpError{Code: fiber.StatusBadRequest, Message: err.Error()}
 	}
 
 	now := s.now()
@@ -103,12 +103,12 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		if ok, suppressed := s.rejections.allow(now); ok {
 			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
 		}
-		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+		return resultReplayed, &httpError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
 		// so the retry is not refused as a replay of its nonce.
-		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+		return resultError, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's
 	// writer, in cursor order, before Apply returned.

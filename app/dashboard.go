@@ -81,7 +81,7 @@ func (s *Server) handleIndex(c *fiber.Ctx) error {
 func (s *Server) handleAsset(c *fiber.Ctx) error {
 	name := path.Clean("assets/" + c.Params("*"))
 	if !strings.HasPrefix(name, "assets/") {
-		return &HTTPError{Code: fiber.StatusNotFound, Message: "not found"}
+		return &httpError{Code: fiber.StatusNotFound, Message: "not found"}
 	}
 	return s.sendStatic(c, name)
 }
@@ -92,7 +92,7 @@ func (s *Server) handleAsset(c *fiber.Ctx) error {
 func (s *Server) sendStatic(c *fiber.Ctx, name string) error {
 	f, ok := s.static[name]
 	if !ok {
-		return &HTTPError{Code: fiber.StatusNotFound, Message: "not found"}
+		return &httpError{Code: fiber.StatusNotFound, Message: "not found"}
 	}
 	setPageHeaders(c)
 	c.Set(fiber.HeaderCacheControl, "no-cache")

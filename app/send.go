@@ -107,16 +107,16 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 		} else {
 			reason = "body must be a JSON object {to, text, media_urls?, from?}"
 		}
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: reason}
+		return &httpError{Code: fiber.StatusBadRequest, Message: reason}
 	}
 	msg, err := s.prepareSend(req)
 	if err != nil {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendInvalid).Inc()
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+		return &httpError{Code: fiber.StatusBadRequest, Message: err.Error()}
 	}
 	if s.plivo == nil {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendError).Inc()
-		return &HTTPError{Code: fiber.StatusServiceUnavailable,
+		return &httpError{Code: fiber.StatusServiceUnavailable,
 			Message: "sending is disabled: set plivo.auth_id and plivo.auth_token (or run serve --sandbox)"}
 	}
 
@@ -129,7 +129,7 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 		}
 		s.metrics.messagesSent.WithLabelValues(msg.Type, result).Inc()
 		s.log.Warn("send refused", "status", code, "type", msg.Type, "recipients", len(msg.to), "err", err)
-		he := &HTTPError{Code: code, Message: reason}
+		he := &httpError{Code: code, Message: reason}
 		if code < 500 {
 			return he
 		}

@@ -275,33 +275,33 @@ func (s *Server) handleReadyz(c *fiber.Ctx) error {
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.log.Warn("readiness check failed", "err", err)
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage not writable"}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage not writable"}
 	}
 	return c.SendString("ready")
 }
 
-// HTTPError is an error with a status code and a message safe to show the caller.
-type HTTPError struct {
+// httpError is an error with a status code and a message safe to show the caller.
+type httpError struct {
 	Code    int
 	Message string
 	Err     error // optional cause, logged but never shown
 }
 
-func (e *HTTPError) Error() string {
+func (e *httpError) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%d %s: %v", e.Code, e.Message, e.Err)
 	}
 	return fmt.Sprintf("%d %s", e.Code, e.Message)
 }
 
-func (e *HTTPError) Unwrap() error { return e.Err }
+func (e *httpError) Unwrap() error { return e.Err }
 
 // handleError maps a handler's error to a status and {"error": reason}.
 // Only unexpected errors (5xx) are logged here; expected rejections are
 // logged and counted by their handlers.
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	code, msg := fiber.StatusInternalServerError, "internal error"
-	var he *HTTPError
+	var he *httpError
 	var fe *fiber.Error
 	switch {
 	case errors.As(err, &he):

@@ -55,17 +55,17 @@ const localsSince = "ws_since"
 // upgrades it. ?since=CURSOR asks for a replay of the events after CURSOR.
 func (s *Server) handleStream(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
-		return &HTTPError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
+		return &httpError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
 	}
 	if !s.sameOrigin(c) {
 		s.log.Warn("websocket refused: cross-origin", "origin", c.Get(fiber.HeaderOrigin), "remote_addr", c.IP())
-		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
+		return &httpError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
 	}
 	since := int64(-1) // no replay
 	if v := c.Query("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n > 1<<62 {
-			return &HTTPError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
+			return &httpError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
 		}
 		since = int64(n)
 	}
