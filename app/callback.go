@@ -129,7 +129,7 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
 		headerSet = protocol.SchemeV2
 	}
-	cause, hint := causeTokenOrForgery, ""
+	cause, diag := causeTokenOrForgery, protocol.Diagnosis{}
 	switch {
 	case errors.Is(err, protocol.ErrMissingSignature):
 		cause = causeMissing
@@ -138,13 +138,14 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 		// turn it into a CPU amplifier, and a few hints a second are plenty.
 		cause = causeUndiagnosed
 	default:
-		hint = s.verifier.Diagnose(req, string(c.Request().Host()))
-		if strings.Contains(hint, "would verify with URL") {
+		diag = s.verifier.Diagnose(req, string(c.Request().Host()))
+		if diag.Finding == protocol.FoundURLMismatch {
 			cause = causeURLMismatch
 		}
 	}
+	hint := diag.Hint
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
-	s.refused.note(s.now().UTC(), urlHint(hint))
+	s.refused.note(s.now().UTC(), urlHint(diag))
 	ok, suppressed := s.rejections.allow(s.now())
 	if !ok {
 		return

@@ -1,12 +1,12 @@
 package app
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"plivo-dlr/app/protocol"
 )
 
 // refusedWindow is how long a refused callback signature stays a problem.
@@ -106,17 +106,9 @@ func (s *Server) handleHealth(c *fiber.Ctx) error {
 
 // urlHint turns a diagnosis into the banner's hint: the full URL that would
 // have verified and what to set, or the diagnosis itself.
-func urlHint(diag string) string {
-	const marker = "would verify with URL "
-	i := strings.Index(diag, marker)
-	if i < 0 {
-		return diag
+func urlHint(d protocol.Diagnosis) string {
+	if d.Finding == protocol.FoundURLMismatch {
+		return "Plivo's signatures match " + d.URL + "; set server.public_url to it"
 	}
-	rest := diag[i+len(marker):]
-	if u, err := strconv.QuotedPrefix(rest); err == nil {
-		if v, err := strconv.Unquote(u); err == nil {
-			return "Plivo's signatures match " + v + "; set server.public_url to it"
-		}
-	}
-	return diag
+	return d.Hint
 }

@@ -49,6 +49,10 @@ type sendRequest struct {
 // Plivo does) or a JSON list of numbers.
 type recipients []string
 
+// errBadRecipients is what recipients.UnmarshalJSON refuses; its text is the
+// 400 reason handleSend gives.
+var errBadRecipients = errors.New("to: must be a phone number or a list of phone numbers")
+
 // UnmarshalJSON accepts a string or a list of strings.
 func (r *recipients) UnmarshalJSON(b []byte) error {
 	var one string
@@ -61,7 +65,7 @@ func (r *recipients) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("to: must be a phone number or a list of phone numbers")
+		return errBadRecipients
 	}
 	*r = many
 	return nil
@@ -102,8 +106,8 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 		var reason string
 		if ue := (*json.UnmarshalTypeError)(nil); errors.As(err, &ue) {
 			reason = ue.Field + ": wrong type"
-		} else if strings.HasPrefix(err.Error(), "to: ") {
-			reason = err.Error()
+		} else if errors.Is(err, errBadRecipients) {
+			reason = errBadRecipients.Error()
 		} else {
 			reason = "body must be a JSON object {to, text, media_urls?, from?}"
 		}
