@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -236,3 +239,42 @@ func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool)
 
 // netListenLoopback listens on a free loopback port.
 func netListenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// TestErrorCodesAsset: the dashboard's error-code module is generated from
+// protocol.ErrorCodes, so the UI shows exactly the server's table.
+func TestErrorCodesAsset(t *testing.T) {
+	d := startDashServer(t, nil)
+	c := noRedirectClient(t)
+	if resp := d.login(t, c, dashUser, dashPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: got %d, want 303", resp.StatusCode)
+	}
+	resp, err := c.Get(d.url("/assets/error-codes.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") {
+		t.Fatalf("GET /assets/error-codes.js: got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	const prefix = "export const errorCodes = "
+	i := strings.Index(string(body), prefix)
+	if i < 0 {
+		t.Fatalf("body %q has no %q", body, prefix)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimSpace(string(body[i+len(prefix):])), ";")), &got); err != nil {
+		t.Fatalf("decode the table: %v in %q", err, body)
+	}
+	if !maps.Equal(got, protocol.ErrorCodes) {
+		t.Errorf("served table: got %v, want protocol.ErrorCodes %v", got, protocol.ErrorCodes)
+	}
+	// errors.js holds no table of its own any more.
+	js, err := fs.ReadFile(ui.FS, "assets/errors.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(js), `"30":`) {
+		t.Errorf("ui/static/assets/errors.js still has its own copy of the table")
+	}
+}
