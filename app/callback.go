@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -133,7 +132,7 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 	switch {
 	case errors.Is(err, protocol.ErrMissingSignature):
 		cause = causeMissing
-	case !s.diagnoseLimit.allow(s.now()):
+	case !s.diagnoseLimit.AllowN(s.now(), 1):
 		// Diagnose costs a few hundred HMACs: a flood of forgeries must not
 		// turn it into a CPU amplifier, and a few hints a second are plenty.
 		cause = causeUndiagnosed
@@ -158,25 +157,4 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	s.log.Warn("callback rejected: bad signature", attrs...)
-}
-
-// perSecond lets at most limit callers through in each one-second window.
-type perSecond struct {
-	limit  int
-	mu     sync.Mutex
-	window int64 // unix second of the current window
-	used   int
-}
-
-func (p *perSecond) allow(now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if sec := now.Unix(); sec != p.window {
-		p.window, p.used = sec, 0
-	}
-	if p.used >= p.limit {
-		return false
-	}
-	p.used++
-	return true
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"plivo-dlr/app/forward"
 	"plivo-dlr/app/hub"
@@ -51,11 +52,11 @@ type Server struct {
 	now      func() time.Time
 	verifier *protocol.SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
-	diagnoseLimit perSecond
+	diagnoseLimit *rate.Limiter
 	// logoutMu orders logouts' revocation-list writes.
 	logoutMu sync.Mutex
 	// rejections samples the log lines of refused requests.
-	rejections rejectionLog
+	rejections *rejectionLog
 	publicURL  string
 	apiTokens  [][]byte
 	metrics    *serverMetrics
@@ -122,8 +123,8 @@ func NewServer(opts Options) (*Server, error) {
 		s.apiTokens = append(s.apiTokens, []byte(t))
 	}
 	s.metrics = newServerMetrics(opts.Registry)
-	s.diagnoseLimit.limit = 10
-	s.rejections.limit.limit = 20
+	s.diagnoseLimit = rate.NewLimiter(10, 10)
+	s.rejections = newRejectionLog(20)
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if s.applyTimeout = opts.ApplyTimeout; s.applyTimeout <= 0 {
