@@ -47,6 +47,8 @@ type dashServer struct {
 	srv   *Server
 	store *storage.Store
 	cfg   Config
+	// opts are the server options besides Config, Store and UI.
+	opts  Options
 	addr  string // host:port, kept across restarts
 	dbDir string
 	errc  chan error
@@ -69,11 +71,18 @@ func dashConfig(addr string) Config {
 // startDashServer starts a server on a fresh loopback port and data dir.
 func startDashServer(tb testing.TB, mutate func(*Config)) *dashServer {
 	tb.Helper()
+	return startDashServerOpts(tb, mutate, Options{})
+}
+
+// startDashServerOpts is startDashServer with server options besides
+// Config, Store and UI.
+func startDashServerOpts(tb testing.TB, mutate func(*Config), opts Options) *dashServer {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
 	}
-	d := &dashServer{addr: ln.Addr().String(), dbDir: tb.TempDir()}
+	d := &dashServer{addr: ln.Addr().String(), dbDir: tb.TempDir(), opts: opts}
 	d.cfg = dashConfig(d.addr)
 	if mutate != nil {
 		mutate(&d.cfg)
@@ -96,7 +105,9 @@ func (d *dashServer) start(tb testing.TB, ln net.Listener) {
 	if d.store, err = storage.Open(filepath.Join(d.dbDir, "dlr.db"), storage.Options{}); err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
-	if d.srv, err = NewServer(Options{Config: d.cfg, Store: d.store, UI: ui.FS}); err != nil {
+	opts := d.opts
+	opts.Config, opts.Store, opts.UI = d.cfg, d.store, ui.FS
+	if d.srv, err = NewServer(opts); err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
 	d.errc = make(chan error, 1)
@@ -158,34 +169,55 @@ func callbackForm(uuid, status, errorCode string, seq int) url.Values {
 // over cfg.CallbackURL() as Plivo would.
 func signedCallback(tb testing.TB, cfg Config, addr string, form url.Values) *http.Request {
 	tb.Helper()
+	req, err := newSignedCallback(cfg, addr, form)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return req
+}
+
+// newSignedCallback is signedCallback for any goroutine: it returns errors.
+func newSignedCallback(cfg Config, addr string, form url.Values) (*http.Request, error) {
 	// Plivo's nonces are random 20-digit strings.
 	nonce := fmt.Sprintf("%010d%010d", mrand.Uint64()%1e10, mrand.Uint64()%1e10)
 	sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
 	if err != nil {
-		tb.Fatalf("sign: %v", err)
+		return nil, fmt.Errorf("sign: %w", err)
 	}
 	req, err := http.NewRequest(http.MethodPost, "http://"+addr+cfg.Plivo.CallbackPath, strings.NewReader(form.Encode()))
 	if err != nil {
-		tb.Fatalf("new request: %v", err)
+		return nil, fmt.Errorf("new request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Plivo-Signature-V2", sig)
 	req.Header.Set("X-Plivo-Signature-V2-Nonce", nonce)
-	return req
+	return req, nil
 }
 
 // sendCallback posts a signed callback and fails unless it is stored (200).
 func (d *dashServer) sendCallback(tb testing.TB, uuid, status, errorCode string, seq int) {
 	tb.Helper()
-	resp, err := http.DefaultClient.Do(signedCallback(tb, d.cfg, d.addr, callbackForm(uuid, status, errorCode, seq)))
+	if err := d.trySendCallback(uuid, status, errorCode, seq); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// trySendCallback is sendCallback for any goroutine: it returns errors.
+func (d *dashServer) trySendCallback(uuid, status, errorCode string, seq int) error {
+	req, err := newSignedCallback(d.cfg, d.addr, callbackForm(uuid, status, errorCode, seq))
 	if err != nil {
-		tb.Fatalf("callback %s %s: %v", uuid, status, err)
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("callback %s %s: %w", uuid, status, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("callback %s %s: got %d %s, want 200", uuid, status, resp.StatusCode, body)
+		return fmt.Errorf("callback %s %s: got %d %s, want 200", uuid, status, resp.StatusCode, body)
 	}
+	return nil
 }
 
 // noRedirectClient returns a client with a cookie jar that shows redirects

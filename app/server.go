@@ -42,6 +42,10 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// Forward is the event feed (NewForwarder); nil when no sink is set.
 	Forward *forward.Manager
+	// WSWriteWait bounds one write to a /ws client, which is dropped when
+	// it cannot take a batch in this time; 0 means wsWriteWait. Tests
+	// shorten it.
+	WSWriteWait time.Duration
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -55,6 +59,8 @@ type Server struct {
 	diagnoseLimit *rate.Limiter
 	// logoutMu orders logouts' revocation-list writes.
 	logoutMu sync.Mutex
+	// wsWriteWait is Options.WSWriteWait with its default.
+	wsWriteWait time.Duration
 	// rejections samples the log lines of refused requests.
 	rejections *rejectionLog
 	publicURL  string
@@ -127,6 +133,9 @@ func NewServer(opts Options) (*Server, error) {
 	s.rejections = newRejectionLog(20)
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
+	if s.wsWriteWait = opts.WSWriteWait; s.wsWriteWait <= 0 {
+		s.wsWriteWait = wsWriteWait
+	}
 	if s.applyTimeout = opts.ApplyTimeout; s.applyTimeout <= 0 {
 		s.applyTimeout = applyTimeout
 	}

@@ -36,9 +36,9 @@ const (
 	wsSendBuffer = 128 << 10
 )
 
-// wsWriteWait bounds one write; a client that cannot take a batch in this
-// time is stuck and is dropped. A variable so tests can shorten it.
-var wsWriteWait = 10 * time.Second
+// wsWriteWait bounds one write by default (Options.WSWriteWait); a client
+// that cannot take a batch in this time is stuck and is dropped.
+const wsWriteWait = 10 * time.Second
 
 // Close codes sent to stream clients.
 const (
@@ -273,7 +273,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 		select {
 		case <-wake:
 		case <-ping.C:
-			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(st.s.wsWriteWait)); err != nil {
 				return "", 0
 			}
 		case <-readerDone:
@@ -342,7 +342,7 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 // beside the reader goroutine's control replies: net.Conn serialises
 // concurrent Writes, each written completely.
 func (st *stream) write(b []byte) error {
-	if err := st.raw.SetWriteDeadline(time.Now().Add(wsWriteWait)); err != nil {
+	if err := st.raw.SetWriteDeadline(time.Now().Add(st.s.wsWriteWait)); err != nil {
 		return err
 	}
 	_, err := st.raw.Write(b)
