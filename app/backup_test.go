@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -132,7 +133,7 @@ func getBody(t *testing.T, url string) (int, []byte) {
 func TestBackupDuringIngestion(t *testing.T) {
 	d := startDashServer(t, nil)
 	in := startIngestor(t, d, 32)
-	waitFor(t, 20*time.Second, "500 acknowledged callbacks", func() bool { return len(in.ackedSoFar()) >= 500 })
+	testsupport.WaitFor(t, 20*time.Second, "500 acknowledged callbacks", func() bool { return len(in.ackedSoFar()) >= 500 })
 
 	before := in.ackedSoFar()
 	out := filepath.Join(t.TempDir(), "backup.db")
@@ -141,7 +142,7 @@ func TestBackupDuringIngestion(t *testing.T) {
 		t.Fatalf("Backup: %v", err)
 	}
 	// Ingestion went on: more callbacks are acknowledged after the backup.
-	waitFor(t, 20*time.Second, "callbacks acknowledged after the backup", func() bool {
+	testsupport.WaitFor(t, 20*time.Second, "callbacks acknowledged after the backup", func() bool {
 		return len(in.ackedSoFar()) > len(before)+100
 	})
 	in.check(t)
@@ -244,7 +245,7 @@ func TestBackupReleasesSnapshot(t *testing.T) {
 	// The client goes away: the read transaction ends.
 	resp.Body.Close()
 	client.CloseIdleConnections()
-	waitFor(t, 10*time.Second, "the backup's read transaction to end", func() bool { return d.store.OpenReadTxs() == 0 })
+	testsupport.WaitFor(t, 10*time.Second, "the backup's read transaction to end", func() bool { return d.store.OpenReadTxs() == 0 })
 
 	if code, _ := getBody(t, d.url("/api/backup")+"?x=1"); code != http.StatusOK {
 		t.Errorf("second backup = %d, want 200", code)

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"plivo-dlr/app/protocol"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -51,7 +51,8 @@ type dashServer struct {
 	opts  Options
 	addr  string // host:port, kept across restarts
 	dbDir string
-	errc  chan error
+	// serveStop shuts the running server down (testsupport.Serve).
+	serveStop func()
 }
 
 // dashConfig is the configuration of a dashboard test server listening on addr.
@@ -110,18 +111,7 @@ func (d *dashServer) start(tb testing.TB, ln net.Listener) {
 	if d.srv, err = NewServer(opts); err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
-	d.errc = make(chan error, 1)
-	go func() { d.errc <- d.srv.Serve(ln) }()
-	// Shutdown before Fiber has started serving would be lost (Serve would
-	// then run forever), so wait until it answers.
-	waitFor(tb, 10*time.Second, "server to answer /healthz", func() bool {
-		resp, err := http.Get(d.url("/healthz"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	d.serveStop = testsupport.Serve(tb, d.srv, ln, d.url("/healthz"))
 }
 
 // stop shuts the server down and closes the store; safe to call twice.
@@ -130,14 +120,7 @@ func (d *dashServer) stop(tb testing.TB) {
 	if d.srv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.srv.Shutdown(ctx); err != nil {
-		tb.Errorf("shutdown: %v", err)
-	}
-	if err := <-d.errc; err != nil {
-		tb.Errorf("serve: %v", err)
-	}
+	d.serveStop()
 	// A test may have closed the store itself (the 503 path).
 	if err := d.store.Close(); err != nil && !errors.Is(err, storage.ErrClosed) {
 		tb.Errorf("close store: %v", err)
@@ -255,18 +238,6 @@ func sessionCookieOf(resp *http.Response) *http.Cookie {
 		}
 	}
 	return nil
-}
-
-// waitFor polls cond every 10 ms until it holds or the deadline passes.
-func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // netListenLoopback listens on a free loopback port.

@@ -12,30 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"plivo-dlr/app/sandbox"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
-
-// manualClock is a clock tests move by hand.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newManualClock() *manualClock {
-	return &manualClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fastReconcile keeps tests from waiting on the production pacing.
 var fastReconcile = ReconcileOptions{Interval: 5 * time.Millisecond, MinGap: time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 4 * time.Millisecond}
@@ -64,7 +43,7 @@ func TestReconcileFixesLostCallbacks(t *testing.T) {
 	t.Cleanup(func() { sb.Close() })
 	cfg := DefaultConfig()
 	configureForSandbox(&cfg, sb)
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile, Sandbox: true})
 	uuid := sendOne(t, env, "+14155550199")
 
@@ -122,7 +101,7 @@ func TestReconcileGivesUp(t *testing.T) {
 		writeJSON(w, http.StatusOK, map[string]any{"api_id": "same", "message_uuid": uuid, "message_state": "sent",
 			"error_code": "", "to_number": "14155550199", "from_number": "14155550100", "message_type": "sms"})
 	}
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := fakePlivoConfig(fake)
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile})
 	uuid := sendOne(t, env, "+14155550199")
@@ -178,7 +157,7 @@ func TestReconcileErrors(t *testing.T) {
 		mu.Unlock()
 		writeJSON(w, code, map[string]string{"error": http.StatusText(code)})
 	}
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := fakePlivoConfig(fake)
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile})
 	uuid := sendOne(t, env, "+14155550199")
@@ -214,7 +193,7 @@ func TestRunReconcileLoop(t *testing.T) {
 	fake.get = func(w http.ResponseWriter, uuid string) {
 		writeJSON(w, http.StatusOK, map[string]any{"message_uuid": uuid, "message_state": "undelivered", "error_code": "30"})
 	}
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := fakePlivoConfig(fake)
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile})
 	uuid := sendOne(t, env, "+14155550199")

@@ -15,6 +15,7 @@ import (
 	"github.com/fasthttp/websocket"
 
 	"plivo-dlr/app/hub"
+	"plivo-dlr/internal/testsupport"
 )
 
 // wsFrame is a decoded stream frame.
@@ -134,7 +135,7 @@ func TestWSReplayThenLive(t *testing.T) {
 	t.Run("shutdown closes streams", func(t *testing.T) {
 		c := dialStream(t, d, -1, nil)
 		readFrame(t, c)
-		waitFor(t, 5*time.Second, "hub to count the clients", func() bool { return d.srv.hub.Clients() >= 1 })
+		testsupport.WaitFor(t, 5*time.Second, "hub to count the clients", func() bool { return d.srv.hub.Clients() >= 1 })
 		d.stop(t)
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, _, err := c.ReadMessage()
@@ -173,7 +174,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 	if f := readFrame(t, fast); f.Type != hub.FrameReady {
 		t.Fatalf("fast client: got %s, want ready", f.Type)
 	}
-	waitFor(t, 5*time.Second, "two subscribers", func() bool { return d.srv.hub.Clients() == 2 })
+	testsupport.WaitFor(t, 5*time.Second, "two subscribers", func() bool { return d.srv.hub.Clients() == 2 })
 
 	// The fast client reads everything in the background.
 	var mu sync.Mutex
@@ -241,7 +242,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 		d.sendCallback(t, fmt.Sprintf("eeeeeeee-0000-4000-8000-%012d", i), "queued", "", 1)
 		sent++
 	}
-	waitFor(t, 10*time.Second, "the fast client to receive every frame", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "the fast client to receive every frame", func() bool {
 		select {
 		case err := <-fastErr:
 			t.Fatalf("fast client: %v", err)
