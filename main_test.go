@@ -24,6 +24,7 @@ import (
 
 	"plivo-dlr/app"
 	"plivo-dlr/app/protocol"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -79,25 +80,8 @@ func buildBinary(t testing.TB) string {
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string // host:port it listens on
-	stderr *syncBuffer
+	stderr *testsupport.LockedBuffer
 	done   chan error
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // writeConfig writes a config for dataDir listening on a free loopback port.
@@ -134,7 +118,7 @@ var addrRE = regexp.MustCompile(`msg="plivo-dlr started".* addr=(127\.0\.0\.1:\d
 // startBinary starts the binary with configPath and waits until it listens.
 func startBinary(t testing.TB, configPath string, extraArgs ...string) *proc {
 	t.Helper()
-	p := &proc{stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p := &proc{stderr: &testsupport.LockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(buildBinary(t), append([]string{"serve", "-config", configPath}, extraArgs...)...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr

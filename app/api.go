@@ -33,9 +33,9 @@ func (s *Server) handleListMessages(c *fiber.Ctx) error {
 	msgs, next, err := s.store.ListMessages(f)
 	switch {
 	case errors.Is(err, storage.ErrBadCursor):
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: "cursor: not a cursor from a previous page"}
+		return &httpError{Code: fiber.StatusBadRequest, Message: "cursor: not a cursor from a previous page"}
 	case err != nil:
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	if msgs == nil {
 		msgs = []storage.Message{}
@@ -51,7 +51,7 @@ func listFilterFromQuery(c *fiber.Ctx) (storage.ListFilter, error) {
 		Cursor: c.Query("cursor"),
 	}
 	bad := func(key, problem string) error {
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
+		return &httpError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
 	}
 	// A misspelt status would match nothing and look like "no messages".
 	if f.Status != "" && f.Status != storage.StatusPending && storage.StatusRank(f.Status) == 0 {
@@ -107,9 +107,9 @@ func (s *Server) handleGetMessage(c *fiber.Ctx) error {
 	msg, events, err := s.store.GetMessage(uuid)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return &HTTPError{Code: fiber.StatusNotFound, Message: "no message " + strconv.Quote(uuid)}
+		return &httpError{Code: fiber.StatusNotFound, Message: "no message " + strconv.Quote(uuid)}
 	case err != nil:
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	if events == nil {
 		events = []storage.Event{}

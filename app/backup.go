@@ -28,10 +28,10 @@ func (s *Server) handleBackup(c *fiber.Ctx) error {
 	start := time.Now()
 	f, size, err := s.store.SnapshotToTemp()
 	if errors.Is(err, storage.ErrNoSpace) {
-		return &HTTPError{Code: fiber.StatusInsufficientStorage, Message: "not enough free space in the data dir for a backup copy", Err: err}
+		return &httpError{Code: fiber.StatusInsufficientStorage, Message: "not enough free space in the data dir for a backup copy", Err: err}
 	}
 	if err != nil {
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	copied := time.Since(start)
 	name := "plivo-dlr-" + s.now().UTC().Format(backupTimeLayout) + ".db"

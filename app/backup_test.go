@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -133,7 +134,7 @@ func getBody(t *testing.T, url string) (int, []byte) {
 func TestBackupDuringIngestion(t *testing.T) {
 	d := startDashServer(t, nil)
 	in := startIngestor(t, d, 32)
-	waitFor(t, 20*time.Second, "500 acknowledged callbacks", func() bool { return len(in.ackedSoFar()) >= 500 })
+	testsupport.WaitFor(t, 20*time.Second, "500 acknowledged callbacks", func() bool { return len(in.ackedSoFar()) >= 500 })
 
 	before := in.ackedSoFar()
 	out := filepath.Join(t.TempDir(), "backup.db")
@@ -142,7 +143,7 @@ func TestBackupDuringIngestion(t *testing.T) {
 		t.Fatalf("Backup: %v", err)
 	}
 	// Ingestion went on: more callbacks are acknowledged after the backup.
-	waitFor(t, 20*time.Second, "callbacks acknowledged after the backup", func() bool {
+	testsupport.WaitFor(t, 20*time.Second, "callbacks acknowledged after the backup", func() bool {
 		return len(in.ackedSoFar()) > len(before)+100
 	})
 	in.check(t)
@@ -249,7 +250,7 @@ func TestBackupReleasesSnapshot(t *testing.T) {
 	// The client goes away: the read transaction ends.
 	resp.Body.Close()
 	client.CloseIdleConnections()
-	waitFor(t, 10*time.Second, "the backup's temporary copy to be closed", func() bool { return len(tempFilesIn(t, d.dbDir)) == 0 })
+	testsupport.WaitFor(t, 10*time.Second, "the backup's temporary copy to be closed", func() bool { return len(tempFilesIn(t, d.dbDir)) == 0 })
 
 	if code, _ := getBody(t, d.url("/api/backup")+"?x=1"); code != http.StatusOK {
 		t.Errorf("second backup = %d, want 200", code)
@@ -341,7 +342,7 @@ func TestBackupSlowReaderDoesNotStallWriter(t *testing.T) {
 	d := startDashServer(t, nil)
 	fillMessages(t, d.store, "s", 10_000)
 	in := startIngestor(t, d, 8)
-	waitFor(t, 20*time.Second, "50 acknowledged callbacks", func() bool { return len(in.ackedSoFar()) >= 50 })
+	testsupport.WaitFor(t, 20*time.Second, "50 acknowledged callbacks", func() bool { return len(in.ackedSoFar()) >= 50 })
 
 	req, err := http.NewRequest(http.MethodGet, d.url("/api/backup"), nil)
 	if err != nil {

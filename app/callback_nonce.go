@@ -69,23 +69,23 @@ func (s *Server) refuseMalformed(ctx context.Context, c *fiber.Ctx, nonces []sto
 	err := s.store.ConsumeNonces(ctx, nonces...)
 	switch {
 	case err == nil:
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: cause.Error()}
+		return resultMalformed, &httpError{Code: fiber.StatusBadRequest, Message: cause.Error()}
 	case errors.Is(err, storage.ErrReplayed):
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
 			s.log.Warn("callback rejected: nonce replayed (malformed body)", "remote_addr", c.IP(), "suppressed", suppressed)
 		}
-		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+		return resultReplayed, &httpError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case errors.Is(err, storage.ErrNonceCapacity):
 		s.logNonceCapacity(s.now())
 	}
-	return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+	return resultError, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 }
 
 // checkScheme applies plivo.require_v3 to a verified callback and notes
 // V2-only callbacks from an account that has sent V3: V2 signs neither the
 // body nor the time, so once plivo.nonce_ttl has passed captured V2 headers
 // verify again with any body. A non-nil result is the refusal to answer.
-func (s *Server) checkScheme(c *fiber.Ctx, v protocol.Verification) *HTTPError {
+func (s *Server) checkScheme(c *fiber.Ctx, v protocol.Verification) *httpError {
 	if v.Scheme == protocol.SchemeV3 {
 		s.replay.seenV3.Store(true)
 		return nil
@@ -94,7 +94,7 @@ func (s *Server) checkScheme(c *fiber.Ctx, v protocol.Verification) *HTTPError {
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
 			s.log.Warn("callback rejected: V2-only signature and plivo.require_v3 is set", "remote_addr", c.IP(), "suppressed", suppressed)
 		}
-		return &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature: V3 signature required (plivo.require_v3)"}
+		return &httpError{Code: fiber.StatusForbidden, Message: "invalid signature: V3 signature required (plivo.require_v3)"}
 	}
 	if s.replay.seenV3.Load() {
 		if ok, suppressed := s.rejections.allow(s.now()); ok {

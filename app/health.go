@@ -3,12 +3,12 @@ package app
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"plivo-dlr/app/protocol"
 )
 
 // Readiness thresholds. Callbacks are refused (503) when their commit fails;
@@ -51,7 +51,7 @@ func (s *Server) handleReadyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if msg := s.storageProblem(ctx); msg != "" {
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: msg}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: msg}
 	}
 	return c.SendString("ready")
 }
@@ -162,17 +162,9 @@ func (s *Server) handleHealth(c *fiber.Ctx) error {
 
 // urlHint turns a diagnosis into the banner's hint: the full URL that would
 // have verified and what to set, or the diagnosis itself.
-func urlHint(diag string) string {
-	const marker = "would verify with URL "
-	i := strings.Index(diag, marker)
-	if i < 0 {
-		return diag
+func urlHint(d protocol.Diagnosis) string {
+	if d.Finding == protocol.FoundURLMismatch {
+		return "Plivo's signatures match " + d.URL + "; set server.public_url to it"
 	}
-	rest := diag[i+len(marker):]
-	if u, err := strconv.QuotedPrefix(rest); err == nil {
-		if v, err := strconv.Unquote(u); err == nil {
-			return "Plivo's signatures match " + v + "; set server.public_url to it"
-		}
-	}
-	return diag
+	return d.Hint
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"plivo-dlr/app/protocol"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -88,22 +88,14 @@ func startMetricsServer(tb testing.TB, path string, now func() time.Time, mutate
 	if err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	serveStop := testsupport.Serve(tb, srv, ln, "")
 	env := &metricsEnv{srv: srv, store: store, reg: reg, url: base}
 	var once atomic.Bool
 	env.stopFn = func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			tb.Errorf("serve: %v", err)
-		}
+		serveStop()
 		if err := store.Close(); err != nil {
 			tb.Errorf("close store: %v", err)
 		}
@@ -381,7 +373,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 }
 
 func TestMetricsPendingByAge(t *testing.T) {
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	env := startMetricsServer(t, "", clock.Now, nil)
 	pending := func() []float64 {
 		mfs := scrape(t, env.url, "")
@@ -499,7 +491,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // changes nothing; Prometheus counters start again from zero (rate()
 // handles the reset).
 func TestStatsSurviveRestart(t *testing.T) {
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	env := startMetricsServer(t, "", clock.Now, nil)
 	for i := range 12 {
 		uuid := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i+1)
@@ -631,7 +623,7 @@ func BenchmarkMetricsPerCallback(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = store.Close() })
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := newServerMetrics(reg)
 	d := newDeliveryMetrics(reg, store, time.Now, slog.New(slog.DiscardHandler))
 	commit := NewCommitObserver(reg)
 	q := time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC)

@@ -339,7 +339,7 @@ func (s *Server) handleLogout(c *fiber.Ctx) error {
 	// browsers; the Origin check also refuses a cross-site form post that
 	// would log the user out.
 	if !s.sameOrigin(c) {
-		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin logout refused"}
+		return &httpError{Code: fiber.StatusForbidden, Message: "cross-origin logout refused"}
 	}
 	if id, exp, ok := s.auth.parseSession(c.Cookies(sessionCookie)); ok {
 		// Computing the revocation list and persisting it happen under one

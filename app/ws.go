@@ -36,9 +36,9 @@ const (
 	wsSendBuffer = 128 << 10
 )
 
-// wsWriteWait bounds one write; a client that cannot take a batch in this
-// time is stuck and is dropped. A variable so tests can shorten it.
-var wsWriteWait = 10 * time.Second
+// wsWriteWait bounds one write by default (Options.WSWriteWait); a client
+// that cannot take a batch in this time is stuck and is dropped.
+const wsWriteWait = 10 * time.Second
 
 // Close codes sent to stream clients.
 const (
@@ -55,17 +55,17 @@ const localsSince = "ws_since"
 // upgrades it. ?since=CURSOR asks for a replay of the events after CURSOR.
 func (s *Server) handleStream(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
-		return &HTTPError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
+		return &httpError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
 	}
 	if !s.sameOrigin(c) {
 		s.log.Warn("websocket refused: cross-origin", "origin", c.Get(fiber.HeaderOrigin), "remote_addr", c.IP())
-		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
+		return &httpError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
 	}
 	since := int64(-1) // no replay
 	if v := c.Query("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n > 1<<62 {
-			return &HTTPError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
+			return &httpError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
 		}
 		since = int64(n)
 	}
@@ -273,7 +273,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 		select {
 		case <-wake:
 		case <-ping.C:
-			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(st.s.wsWriteWait)); err != nil {
 				return "", 0
 			}
 		case <-readerDone:
@@ -342,7 +342,7 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 // beside the reader goroutine's control replies: net.Conn serialises
 // concurrent Writes, each written completely.
 func (st *stream) write(b []byte) error {
-	if err := st.raw.SetWriteDeadline(time.Now().Add(wsWriteWait)); err != nil {
+	if err := st.raw.SetWriteDeadline(time.Now().Add(st.s.wsWriteWait)); err != nil {
 		return err
 	}
 	_, err := st.raw.Write(b)

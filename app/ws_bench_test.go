@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"plivo-dlr/app/hub"
+	"plivo-dlr/internal/testsupport"
 )
 
 // wsBenchMsgs numbers the benchmark's messages across phases.
@@ -149,14 +150,14 @@ func BenchmarkWSFanout(b *testing.B) {
 			}
 		}()
 	}
-	waitFor(b, 30*time.Second, "all clients subscribed", func() bool { return d.srv.hub.Clients() == clients })
+	testsupport.WaitFor(b, 30*time.Second, "all clients subscribed", func() bool { return d.srv.hub.Clients() == clients })
 
 	var ack sync.Map
 	b.ResetTimer()
 	with := wsBenchIngest(b, d, senders, total, "b0000000", &ack)
 	b.StopTimer()
 	final := uint64(2 * total)
-	waitFor(b, 60*time.Second, "sampled clients to receive every frame", func() bool {
+	testsupport.WaitFor(b, 60*time.Second, "sampled clients to receive every frame", func() bool {
 		for _, r := range recvs {
 			if r.last.Load() < final {
 				return false

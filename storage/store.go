@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -271,21 +270,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping store: %w", err)
 	}
 	return nil
-}
-
-// WriteBackup writes a consistent snapshot of the database, itself a valid
-// bbolt file, to w. Writes continue meanwhile.
-func (s *Store) WriteBackup(w io.Writer) (int64, error) {
-	var n int64
-	err := s.view(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	if err != nil {
-		return n, fmt.Errorf("write backup: %w", err)
-	}
-	return n, nil
 }
 
 // LastCursor returns the cursor of the newest stored event, 0 when none.
