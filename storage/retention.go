@@ -219,7 +219,7 @@ func (b *messageBatch) run(tx *bolt.Tx, from []byte, cutoff int64, max int) erro
 	type victim struct {
 		timeKey, msgKey []byte
 		msg             Message
-		refs            []eventRef
+		idx             eventIndex
 	}
 	// Collect first, delete after: deleting under a bbolt cursor that keeps
 	// moving can skip keys.
@@ -268,31 +268,58 @@ func (b *messageBatch) run(tx *bolt.Tx, from []byte, cutoff int64, max int) erro
 			continue
 		}
 		vi := victim{timeKey: slices.Clone(k), msgKey: mk}
-		if vi.refs, err = decodeMessage(v, &vi.msg, nil); err != nil {
+		if err = decodeMessage(v, &vi.msg, &vi.idx); err != nil {
 			return fmt.Errorf("message %s: %w", k[8:], err)
 		}
 		victims = append(victims, vi)
-		keys += 2 + len(vi.refs)
+		if vi.idx.spilled {
+			// A spilled history can be any length: it is deleted with what
+			// is left of this batch's budget, the message last, and the
+			// next batch starts again at this message.
+			b.next = slices.Clone(k)
+			break
+		}
+		keys += 2 + len(vi.idx.refs)
 	}
 
 	var sc statsCache
+	ib := spilledBuckets(tx)
+	deleteEvent := func(ref eventRef) error {
+		ek := u64key(ref.cursor)
+		if eb.Get(ek) == nil {
+			return nil // pruned with the old events
+		}
+		if err := eb.Delete(ek); err != nil {
+			return fmt.Errorf("delete event: %w", err)
+		}
+		b.events++
+		return nil
+	}
 	for i := range victims {
 		vi := &victims[i]
+		if vi.idx.spilled {
+			budget := max - keys
+			if budget < 1 {
+				budget = 1
+			}
+			more, err := ib.drop(indexPrefix(vi.msgKey), budget, deleteEvent)
+			if err != nil {
+				return err
+			}
+			if more {
+				break // the message and its time key go with its last entries
+			}
+		}
 		if err := tb.Delete(vi.timeKey); err != nil {
 			return fmt.Errorf("delete time index: %w", err)
 		}
 		if vi.msgKey == nil {
 			continue
 		}
-		for _, ref := range vi.refs {
-			ek := u64key(ref.cursor)
-			if eb.Get(ek) == nil {
-				continue // pruned with the old events
+		for _, ref := range vi.idx.refs {
+			if err := deleteEvent(ref); err != nil {
+				return err
 			}
-			if err := eb.Delete(ek); err != nil {
-				return fmt.Errorf("delete event: %w", err)
-			}
-			b.events++
 		}
 		if err := unindexPending(tx, &vi.msg); err != nil {
 			return err

@@ -20,7 +20,7 @@ var ErrLocked = errors.New("data dir locked by another plivo-dlr process")
 // Bucket names. Every bucket is created once by Open.
 var (
 	// bucketMessages: messageKey(MessageUUID) → encoded Message + its event
-	// index (see encodeMessage).
+	// index, inline or spilled (see encodeMessage, eventindex.go).
 	bucketMessages = []byte("messages")
 	// bucketEvents: 8-byte big-endian cursor → encoded Event (append-only).
 	bucketEvents = []byte("events")
@@ -37,7 +37,8 @@ var (
 	// bucketMeta: free-form key → value (schema version, app settings).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending}
+	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending,
+		bucketMessageEvents, bucketMessageHashes}
 )
 
 // Meta keys the store itself uses.

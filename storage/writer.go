@@ -254,7 +254,7 @@ type writerState struct {
 	batch []*request
 	live  []*request // requests still part of the transaction being tried
 	stats statsCache
-	refs  []eventRef
+	idx   eventIndex
 	buf   []byte
 	msg   Message
 	now   int64 // Unix nanos at the start of the transaction
@@ -321,6 +321,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		nonceExpiry: tx.Bucket(bucketNonceExpiry),
 		stats:       tx.Bucket(bucketStats),
 		pending:     tx.Bucket(bucketPending),
+		index:       spilledBuckets(tx),
 	}
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
@@ -357,6 +358,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 
 type buckets struct {
 	messages, events, byTime, nonces, nonceExpiry, stats, pending *bolt.Bucket
+	index                                                         indexBuckets
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -378,11 +380,11 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	key := messageKey(ev.MessageUUID)
 	m := &w.msg
 	*m = Message{}
-	w.refs = w.refs[:0]
+	idx := &w.idx
+	idx.refs, idx.spilled = idx.refs[:0], false
 	exists := false
 	if v := b.messages.Get(key); v != nil {
-		var err error
-		if w.refs, err = decodeMessage(v, m, w.refs); err != nil {
+		if err := decodeMessage(v, m, idx); err != nil {
 			// Answer this request with the error; nothing was written yet.
 			r.err = fmt.Errorf("decode message %s: %w", ev.MessageUUID, err)
 			return cursor, nil
@@ -392,11 +394,9 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	if err := w.recordNonces(b, r); err != nil {
 		return cursor, err
 	}
-	for _, ref := range w.refs {
-		if ref.hash == r.hash {
-			r.res = ApplyResult{Cursor: ref.cursor, Duplicate: true, Message: cloneMessage(m), PreviousStatus: m.Status}
-			return cursor, nil
-		}
+	if dup, ok := findDuplicate(b.index, key, idx, r.hash); ok {
+		r.res = ApplyResult{Cursor: dup, Duplicate: true, Message: cloneMessage(m), PreviousStatus: m.Status}
+		return cursor, nil
 	}
 
 	before := contributionOf(m)
@@ -404,12 +404,14 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	cursor++
 	ev.Cursor = cursor
 	m.Fold(ev)
-	w.refs = append(w.refs, eventRef{cursor: cursor, hash: r.hash})
+	if err := b.index.add(indexPrefix(key), idx, eventRef{cursor: cursor, hash: r.hash}); err != nil {
+		return cursor, err
+	}
 
 	if err := b.events.Put(u64key(cursor), r.evBytes); err != nil {
 		return cursor, fmt.Errorf("put event: %w", err)
 	}
-	w.buf = encodeMessage(w.buf[:0], m, w.refs)
+	w.buf = encodeMessage(w.buf[:0], m, idx)
 	// bbolt keeps a reference to the value until commit: it cannot be a
 	// reused buffer.
 	if err := b.messages.Put(key, bytes.Clone(w.buf)); err != nil {
@@ -441,6 +443,20 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 		BecameTerminal: !IsTerminal(prevStatus) && IsTerminal(m.Status),
 	}
 	return cursor, nil
+}
+
+// findDuplicate returns the cursor of the message's event with content hash
+// h: a scan of the inline entries, or one lookup once the index spilled.
+func findDuplicate(ib indexBuckets, key []byte, idx *eventIndex, h uint64) (uint64, bool) {
+	if idx.spilled {
+		return ib.find(indexPrefix(key), h)
+	}
+	for _, ref := range idx.refs {
+		if ref.hash == h {
+			return ref.cursor, true
+		}
+	}
+	return 0, false
 }
 
 func (w *writerState) recordNonces(b *buckets, r *request) error {
