@@ -49,6 +49,9 @@ type ApplyResult struct {
 type Applied struct {
 	Event  Event
 	Result ApplyResult
+	// Missed counts the events dropped, just before this one, because the
+	// consumer was behind (see Store.Applied).
+	Missed uint64
 }
 
 // request is one unit of work for the writer: an event to apply, or a
@@ -62,6 +65,9 @@ type request struct {
 	nonces  []Nonce
 	// generic write
 	fn func(tx *bolt.Tx) error
+	// statsFn is a generic write that also changes the stats counters,
+	// through the transaction's one stats cache (see updateStats).
+	statsFn func(tx *bolt.Tx, sc *statsCache) error
 
 	res  ApplyResult
 	err  error
@@ -153,6 +159,20 @@ func normalise(ev *Event) {
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	r := s.pool.Get().(*request)
 	r.fn = fn
+	if err := s.submit(ctx, r); err != nil {
+		return err
+	}
+	err := r.err
+	s.release(r)
+	return err
+}
+
+// updateStats runs fn in a write transaction through the writer, with the
+// transaction's stats cache: counters fn moves are flushed with those of
+// the events applied beside it, so neither overwrites the other.
+func (s *Store) updateStats(ctx context.Context, fn func(tx *bolt.Tx, sc *statsCache) error) error {
+	r := s.pool.Get().(*request)
+	r.statsFn = fn
 	if err := s.submit(ctx, r); err != nil {
 		return err
 	}
@@ -295,17 +315,14 @@ func (w *writerState) commit() {
 	clear(w.live)
 }
 
-// publish hands every event the commit newly stored to the OnApplied hook,
+// publish hands every event the commit newly stored to the Applied feed,
 // in cursor order, before any caller is answered: publishing from the
-// callers' goroutines instead would reorder events of one batch.
+// callers' goroutines instead would reorder events of one batch. It never
+// waits (see feed).
 func (w *writerState) publish() {
-	hook := w.s.onApplied.Load()
-	if hook == nil {
-		return
-	}
 	for _, r := range w.live {
-		if r.fn == nil && r.err == nil && !r.res.Duplicate {
-			(*hook)(Applied{Event: r.ev, Result: r.res})
+		if r.fn == nil && r.statsFn == nil && r.err == nil && !r.res.Duplicate {
+			w.s.feed.send(Applied{Event: r.ev, Result: r.res})
 		}
 	}
 }
@@ -335,6 +352,12 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		r.res, r.err = ApplyResult{}, nil
 		if r.fn != nil {
 			if err := r.fn(tx); err != nil {
+				return &requestError{i: i, err: err}
+			}
+			continue
+		}
+		if r.statsFn != nil {
+			if err := r.statsFn(tx, &w.stats); err != nil {
 				return &requestError{i: i, err: err}
 			}
 			continue
