@@ -2,9 +2,7 @@ package storage
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -175,96 +173,5 @@ func TestSweepDeletesSpilledHistory(t *testing.T) {
 	st, err := s.Stats(time.Time{})
 	if err != nil || st.Total != 1 {
 		t.Errorf("stats total after sweep = %d, %v; want 1", st.Total, err)
-	}
-}
-
-// A file written by schema version 2 (format-1 records, every index inline)
-// opens: long indexes are spilled, short ones stay, histories and duplicate
-// detection are unchanged.
-func TestMigrateSpillsLongIndexes(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "dlr.db")
-	s, err := Open(path, Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Write what a schema-2 binary would have.
-	received := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	histories := map[string]int{"long": inlineEvents + 20, "short": 3}
-	hashes := map[string][]uint64{}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		eb, mb := tx.Bucket(bucketEvents), tx.Bucket(bucketMessages)
-		cursor := uint64(0)
-		for _, uuid := range []string{"long", "short"} {
-			var m Message
-			var refs []eventRef
-			for i := range histories[uuid] {
-				e := ev(uuid, StatusSent, int64(i+1))
-				e.ReceivedAt = received.Add(time.Duration(cursor) * time.Second)
-				keys := sortedKeys(e.Payload)
-				cursor++
-				e.Cursor = cursor
-				m.Fold(&e)
-				h := contentHash(&e, keys)
-				hashes[uuid] = append(hashes[uuid], h)
-				refs = append(refs, eventRef{cursor: cursor, hash: h})
-				if err := eb.Put(u64key(cursor), encodeEventV1(nil, &e, keys)); err != nil {
-					return err
-				}
-			}
-			if err := mb.Put(messageKey(uuid), encodeMessageV1(nil, &m, refs)); err != nil {
-				return err
-			}
-			if err := tx.Bucket(bucketByTime).Put(byTimeKey(m.FirstSeen, uuid), nil); err != nil {
-				return err
-			}
-		}
-		if err := eb.SetSequence(cursor); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put([]byte(metaSchemaVersion), u64key(2))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s = mustOpenPath(t, path, Options{NoSync: true})
-	v, err := s.GetMeta(metaSchemaVersion)
-	if err != nil || len(v) != 8 || binary.BigEndian.Uint64(v) != schemaVersion || schemaVersion < 3 {
-		t.Fatalf("schema version after open = %v, %v; want %d", v, err, schemaVersion)
-	}
-	if !isSpilled(t, s, "long") || isSpilled(t, s, "short") {
-		t.Errorf("spilled after migration: long %v, short %v; want true, false", isSpilled(t, s, "long"), isSpilled(t, s, "short"))
-	}
-	for uuid, n := range histories {
-		got := pageAll(t, s, uuid, 10, false)
-		if len(got) != n || got[0] >= got[n-1] {
-			t.Errorf("%s after migration: events %v, want %d ascending", uuid, got, n)
-		}
-		m, _ := mustGet(t, s, uuid)
-		if m.EventCount != n || m.Status != StatusSent || m.To != "+14155550100" {
-			t.Errorf("%s after migration = %+v, want its %d events folded", uuid, m, n)
-		}
-		// The stored hashes still recognise a retry.
-		res := mustApply(t, s, ev(uuid, StatusSent, 2))
-		if !res.Duplicate || res.Cursor != got[1] {
-			t.Errorf("%s: retry of event 2 = %+v, want duplicate of %d", uuid, res, got[1])
-		}
-		res = mustApply(t, s, ev(uuid, StatusDelivered, int64(n+1)))
-		if res.Duplicate || res.Message.EventCount != n+1 || res.Message.Status != StatusDelivered {
-			t.Errorf("%s: new event after migration = %+v, want stored as event %d", uuid, res, n+1)
-		}
-	}
-	if k := countKeys(t, s, bucketMessageHashes); k != histories["long"]+1 {
-		t.Errorf("hash index holds %d keys, want the long message's %d", k, histories["long"]+1)
 	}
 }
