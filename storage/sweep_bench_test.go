@@ -99,12 +99,14 @@ func BenchmarkCommitAfterSweep(b *testing.B) {
 			name := fmt.Sprintf("swept=%v/freelist_sync=%s", swept, map[bool]string{false: "on", true: "off"}[noSync])
 			path := filepath.Join(b.TempDir(), "dlr.db")
 			copyFile(b, src, path)
+			// Kept across runs of the sub-benchmark (-count): fresh nonces
+			// and messages every time.
+			r := rand.New(rand.NewPCG(3, 4))
+			now := time.Now()
+			i := 0
 			b.Run("op=apply/"+name, func(b *testing.B) {
 				s := mustOpenPath(b, path, Options{SyncFreelist: !noSync})
 				defer s.Close()
-				r := rand.New(rand.NewPCG(3, 4))
-				now := time.Now()
-				i := 0
 				b.ReportAllocs()
 				for b.Loop() {
 					i++
