@@ -321,23 +321,11 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return nil
 	}
 	// Write beside the target and rename, so --out is never half a file.
-	tmp := *out + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	err = storage.WriteFileAtomic(*out, func(w io.Writer) error {
+		_, err := client.Export(ctx, q, w)
+		return err
+	}, nil)
 	if err != nil {
-		return fmt.Errorf("export: create file: %w", err)
-	}
-	_, err = client.Export(ctx, q, f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, *out)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil

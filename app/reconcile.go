@@ -173,14 +173,18 @@ func (s *Server) reconcilePass(ctx context.Context, opts ReconcileOptions, st *r
 // reconcile event. It returns the result label, or "" when the message was
 // already given up on (nothing asked).
 func (s *Server) reconcileMessage(m storage.Message) (string, error) {
-	_, events, err := s.store.GetMessage(m.MessageUUID)
+	// Only the newest events matter, however long the history.
+	page, err := s.store.GetMessagePage(m.MessageUUID, storage.EventPage{Limit: reconcileMaxAttempts, Desc: true})
 	if err != nil {
 		return reconcileError, fmt.Errorf("read history: %w", err)
 	}
 	// Attempts are the reconcile events since anything else was heard of the
 	// message: a callback in between starts the count again.
 	attempts := 0
-	for i := len(events) - 1; i >= 0 && events[i].Source == storage.SourceReconcile; i-- {
+	for _, ev := range page.Events {
+		if ev.Source != storage.SourceReconcile {
+			break
+		}
 		attempts++
 	}
 	if attempts >= reconcileMaxAttempts {

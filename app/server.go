@@ -162,7 +162,14 @@ func NewServer(opts Options) (*Server, error) {
 	if s.forward = opts.Forward; s.forward != nil {
 		s.AddNotifier(forwardWaker{s.forward})
 	}
-	opts.Store.SetOnApplied(s.publish)
+	// The server is the store's one consumer of applied events: a second
+	// server on the same store is refused rather than silently taking the
+	// events over.
+	applied, err := opts.Store.Applied()
+	if err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	go s.consumeApplied(applied)
 	s.wsUpgrade = s.newWSUpgrader()
 
 	s.fiber = fiber.New(fiber.Config{
@@ -227,9 +234,22 @@ func (s *Server) routes() {
 // AddNotifier registers n to hear about stored events. Call before Serve.
 func (s *Server) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
 
-// publish tells every notifier about one stored event. The store's writer
-// calls it after each commit in cursor order, whoever made the event
-// (callback, send, reconcile), so the stream never reorders a batch.
+// consumeApplied publishes every event the store's commits stored, in
+// cursor order, whoever made it (callback, send, reconcile), until the
+// store closes. It runs on its own goroutine: a slow notifier delays only
+// the notifications (the store drops what does not fit its bounded
+// channel, and says so), never a commit.
+func (s *Server) consumeApplied(applied <-chan storage.Applied) {
+	for a := range applied {
+		if a.Missed > 0 {
+			s.log.Warn("dashboard and metrics fell behind ingestion: events not published",
+				"missed", a.Missed, "dropped_total", s.store.AppliedDropped())
+		}
+		s.publish(a)
+	}
+}
+
+// publish tells every notifier about one stored event.
 func (s *Server) publish(a storage.Applied) {
 	for _, n := range s.notifiers {
 		n.Notify(a.Event, a.Result)

@@ -13,7 +13,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"plivo-dlr/app/hub"
-	"plivo-dlr/storage"
 )
 
 // Stream timing and sizes.
@@ -289,7 +288,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 // covered. Each frame carries the message's current state.
 func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, error) {
 	cur := since
-	states := map[string]*storage.Message{}
+	var uuids []string
 	for {
 		select {
 		case <-readerDone:
@@ -305,27 +304,24 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 		if len(events) == 0 {
 			return cur, nil
 		}
-		clear(states)
+		// The states of the page's messages, in one read transaction and
+		// without their histories.
+		uuids = uuids[:0]
+		for _, ev := range events {
+			uuids = append(uuids, ev.MessageUUID)
+		}
+		states, err := st.s.store.MessageStates(uuids)
+		if err != nil {
+			return cur, err
+		}
 		st.buf = st.buf[:0]
 		for _, ev := range events {
+			cur = ev.Cursor
 			m, ok := states[ev.MessageUUID]
 			if !ok {
-				msg, _, err := st.s.store.GetMessage(ev.MessageUUID)
-				switch {
-				case errors.Is(err, storage.ErrNotFound):
-					m = nil // removed by retention since; nothing to show
-				case err != nil:
-					return cur, err
-				default:
-					m = &msg
-				}
-				states[ev.MessageUUID] = m
+				continue // removed by retention since; nothing to show
 			}
-			cur = ev.Cursor
-			if m == nil {
-				continue
-			}
-			wire, err := hub.EncodeFrame(hub.StreamFrame{Type: hub.FrameStatusUpdate, Cursor: ev.Cursor, Message: m})
+			wire, err := hub.EncodeFrame(hub.StreamFrame{Type: hub.FrameStatusUpdate, Cursor: ev.Cursor, Message: &m})
 			if err != nil {
 				return cur, err
 			}

@@ -19,7 +19,7 @@ var ErrLocked = errors.New("data dir locked by another plivo-dlr process")
 // Bucket names. Every bucket is created once by Open.
 var (
 	// bucketMessages: messageKey(MessageUUID) → encoded Message + its event
-	// index (see encodeMessage).
+	// index, inline or spilled (see encodeMessage, eventindex.go).
 	bucketMessages = []byte("messages")
 	// bucketEvents: 8-byte big-endian cursor → encoded Event (append-only).
 	bucketEvents = []byte("events")
@@ -36,7 +36,8 @@ var (
 	// bucketMeta: free-form key → value (schema version, app settings).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending}
+	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending,
+		bucketMessageEvents, bucketMessageHashes}
 )
 
 // Meta keys the store itself uses.
@@ -55,10 +56,23 @@ type Options struct {
 	// NoSync skips fsync on commit. Only for benchmarks and bulk loads: a
 	// crash can lose acknowledged writes or corrupt the file.
 	NoSync bool
+	// SyncFreelist makes every commit write bbolt's freelist, as bbolt does
+	// by default, so Open reads it instead of rebuilding it. Off by default:
+	// see Open.
+	SyncFreelist bool
 	// OnCommit, if set, is called by the writer after each successful
 	// commit with its duration (apply, commit and fsync) and the number of
-	// requests it held. It runs on the writer goroutine: it must be cheap.
+	// requests it held: an observer of the writer's timing, for metrics,
+	// that runs on the writer goroutine and must only record the numbers.
+	// What a commit stored goes to the consumer of Store.Applied instead.
+	//
+	// (It is not merged into Applied: a histogram observation is constant
+	// work, and commit latency must be measured even when no one consumes
+	// events.)
 	OnCommit func(d time.Duration, requests int)
+	// AppliedBuffer bounds the events waiting for the consumer of
+	// Store.Applied; 0 means DefaultAppliedBuffer.
+	AppliedBuffer int
 	// BeforeCommit, if set, runs on the writer goroutine before each batch
 	// is applied. Tests use it to inject a slow commit (a stalled disk).
 	BeforeCommit func()
@@ -77,12 +91,12 @@ type Store struct {
 	onCommit func(time.Duration, int)
 	// beforeCommit is Options.BeforeCommit.
 	beforeCommit func()
-	// onApplied is the SetOnApplied hook.
-	onApplied atomic.Pointer[func(Applied)]
 	// nonces is the replay-protection index (nonce.go), writer-owned.
 	nonces *nonceIndex
 	// health tracks recent commit outcomes for readiness (health.go).
 	health commitHealth
+	// feed is the Applied channel.
+	feed feed
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
@@ -115,6 +129,15 @@ func Open(path string, opts Options) (*Store, error) {
 		NoSync:  opts.NoSync,
 		// The hashmap freelist keeps allocation O(1) as the file grows.
 		FreelistType: bolt.FreelistMapType,
+		// The freelist is not written on commit (as etcd does). After a
+		// retention sweep it lists every freed page, and writing it made
+		// each commit write about 180 KB more (22,000 free pages) and take
+		// 25-35% longer (BenchmarkCommitAfterSweep); commits are the
+		// bottleneck of ingestion. The price is paid once, at Open, which
+		// rebuilds the list by walking the file: about 20-80 ms per 100 MB
+		// (seconds for a multi-GB file, on a cold cache). Crash safety is
+		// the same: a rebuilt list is always right.
+		NoFreelistSync: !opts.SyncFreelist,
 		// A large initial mapping avoids remaps, which must wait for every
 		// open read transaction (a long backup would stall ingestion).
 		InitialMmapSize: 1 << 30,
@@ -150,6 +173,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.feed.size = opts.AppliedBuffer; s.feed.size <= 0 {
+		s.feed.size = DefaultAppliedBuffer
 	}
 	s.pool.New = func() any { return &request{done: make(chan struct{}, 1)} }
 	go s.writer()
@@ -195,6 +221,7 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.done
+	s.feed.close()
 	s.closed.Store(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
@@ -334,16 +361,4 @@ func (s *Store) purgeLegacyNonces(now time.Time, max int) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-// SetOnApplied makes the writer call fn with every newly stored event
-// (duplicates and rejected requests excluded) after each commit, in cursor
-// order, before the callers of Apply are answered. fn runs on the writer
-// goroutine, so it must be quick and must not call the store; nil removes it.
-func (s *Store) SetOnApplied(fn func(Applied)) {
-	if fn == nil {
-		s.onApplied.Store(nil)
-		return
-	}
-	s.onApplied.Store(&fn)
 }

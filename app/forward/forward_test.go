@@ -139,13 +139,38 @@ func (r *receiver) snapshot() []Payload {
 	return append([]Payload(nil), r.got...)
 }
 
+// wakers holds, per store, the manager its applied events wake: a store's
+// feed has one consumer, and tests start a second manager on one store.
+var wakers sync.Map // *storage.Store → *atomic.Pointer[Manager]
+
+// wakeOnApplied makes st's stored events wake m (and no longer an earlier
+// manager of st), as the server does for its forwarder.
+func wakeOnApplied(t testing.TB, st *storage.Store, m *Manager) {
+	t.Helper()
+	cur := &atomic.Pointer[Manager]{}
+	if v, loaded := wakers.LoadOrStore(st, cur); loaded {
+		v.(*atomic.Pointer[Manager]).Store(m)
+		return
+	}
+	cur.Store(m)
+	applied, err := st.Applied()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range applied {
+			cur.Load().Wake()
+		}
+	}()
+}
+
 func startManager(t testing.TB, st *storage.Store, sinks ...SinkConfig) *Manager {
 	t.Helper()
 	m, err := New(Options{Store: st, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond}, sinks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.SetOnApplied(func(storage.Applied) { m.Wake() })
+	wakeOnApplied(t, st, m)
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
