@@ -117,6 +117,12 @@ func (ix *nonceIndex) fingerprint(nonce string) uint64 {
 	return maphash.String(ix.seed, nonce) | 1
 }
 
+// fingerprintBytes is fingerprint of a nonce read from the log, without
+// copying it into a string.
+func (ix *nonceIndex) fingerprintBytes(nonce []byte) uint64 {
+	return maphash.Bytes(ix.seed, nonce) | 1
+}
+
 // requestSum32 folds a request's 64-bit sum into the 32 bits the index keeps;
 // 0 stays 0 (unknown).
 func requestSum32(sum uint64) uint32 {
@@ -414,7 +420,7 @@ func openNonceIndex(db *bolt.DB, now time.Time, max int) (*nonceIndex, error) {
 		for k, v := c.Seek(seek); k != nil; k, v = c.Next() {
 			if _, err := decodeNonceGroup(v, func(nonce []byte, exp int64, sum uint64) {
 				if exp > nowNanos {
-					ix.put(nonceEntry{fp: ix.fingerprint(string(nonce)), exp: expSeconds(exp), sum: requestSum32(sum)}, nowSec)
+					ix.put(nonceEntry{fp: ix.fingerprintBytes(nonce), exp: expSeconds(exp), sum: requestSum32(sum)}, nowSec)
 				}
 			}); err != nil {
 				return fmt.Errorf("nonce log group %x: %w", k, err)
@@ -424,7 +430,7 @@ func openNonceIndex(db *bolt.DB, now time.Time, max int) (*nonceIndex, error) {
 			err := old.ForEach(func(k, v []byte) error {
 				if len(v) == 8 {
 					if exp := int64(binary.BigEndian.Uint64(v)); exp > nowNanos {
-						ix.put(nonceEntry{fp: ix.fingerprint(string(k)), exp: expSeconds(exp)}, nowSec)
+						ix.put(nonceEntry{fp: ix.fingerprintBytes(k), exp: expSeconds(exp)}, nowSec)
 					}
 				}
 				return nil

@@ -359,3 +359,54 @@ func (m *runtimeMem) read() {
 }
 
 func runtimeKeepAlive(x any) { runtime.KeepAlive(x) }
+
+// BenchmarkNonceIndexOpen measures Open rebuilding the index from a log of
+// n unexpired nonces (groups of 32, as commits write them): the restart
+// cost of replay protection.
+//
+//	go test -run '^$' -bench NonceIndexOpen -benchtime 3x ./storage
+func BenchmarkNonceIndexOpen(b *testing.B) {
+	n := benchListSize() * 10 // 1 M, or 10 M with PLIVO_DLR_BENCH_LARGE=1
+	path := filepath.Join(b.TempDir(), "dlr.db")
+	s := mustOpenPath(b, path, Options{NoSync: true})
+	rng := rand.New(rand.NewPCG(3, 4))
+	exp := time.Now().Add(24 * time.Hour).UnixNano()
+	group := make([]stagedNonce, 32)
+	for done := 0; done < n; {
+		err := s.update(context.Background(), func(tx *bolt.Tx) error {
+			bk := tx.Bucket(bucketNonceLog)
+			for range 1000 {
+				for i := range group {
+					group[i] = stagedNonce{value: randomNonce(rng), exp: exp, sum: rng.Uint64()}
+				}
+				seq, _ := bk.NextSequence()
+				k, v := appendNonceGroup(nil, seq, group)
+				if err := bk.Put(k, v); err != nil {
+					return err
+				}
+				done += len(group)
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		s, err := Open(path, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := s.NonceStats().Entries; got < int64(n) {
+			b.Fatalf("index holds %d nonces, want %d", got, n)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n), "nonces")
+}

@@ -26,7 +26,8 @@ var (
 	// bucketByTime: 8-byte big-endian FirstSeen Unix nanos + MessageUUID →
 	// empty. Newest-first listing and, later, retention.
 	bucketByTime = []byte("by_time")
-	// bucketNonces: nonce → 8-byte big-endian expiry Unix nanos.
+	// bucketNonces: nonce → 8-byte big-endian expiry Unix nanos. Written by
+	// versions before nonce_log (nonce.go): now only read at Open and purged.
 	bucketNonces = []byte("nonces")
 	// bucketNonceExpiry: 8-byte expiry + nonce → empty, so PurgeNonces reads
 	// only expired entries instead of scanning every nonce.
