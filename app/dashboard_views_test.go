@@ -494,7 +494,7 @@ func TestDashboardSendAndTextSearch(t *testing.T) {
 	within(t, ctx, 10*time.Second, "a text search with no match says so",
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
 		chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), "nonexistent words"+kb.Enter),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent.startsWith("No message matches. Text searched in the 6 most recent messages (all).")`,
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent.startsWith("No message matches. Searched in the 6 most recent messages (all).")`,
 			chromedp.WithPollingTimeout(5*time.Second)),
 	)
 }
@@ -569,5 +569,45 @@ func TestDashboardDetailPhone(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#detail .close`)),
 		chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
 		chromedp.Poll[chromedp.Void](`document.activeElement.dataset.uuid === "`+target+`"`, chromedp.WithPollingTimeout(time.Second)),
+	)
+}
+
+// TestDashboardErrorFilter lists the messages with one error code, from
+// the top errors and from a message's panel; the URL names the filter.
+func TestDashboardErrorFilter(t *testing.T) {
+	d := startDashServer(t, nil)
+	uuids := seedMessages(t, d, 12) // error 30: messages 3 and 10; error 50: message 5
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	rowsAre := func(want ...string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll("#messages tbody tr")].map((r) => r.dataset.uuid).join(",") === %q`, strings.Join(want, ","))
+	}
+	within(t, ctx, 10*time.Second, "filter by error 30 from the top errors",
+		setViewport(desktopW, desktopH),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+uuids[11]+`"]`)),
+		chromedp.Click(chromedp.CSS(`#charts-toggle`)),
+		chromedp.WaitVisible(chromedp.CSS(`#top-errors button[data-err="30"]`)),
+		chromedp.Click(chromedp.CSS(`#top-errors button[data-err="30"]`)),
+		chromedp.Poll[chromedp.Void](rowsAre(uuids[10], uuids[3]), chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS(`#err-chip`)),
+	)
+	if loc := browserValue(t, ctx, "URL", chromedp.Location()); !strings.Contains(loc, "err=30") {
+		t.Errorf("URL %s does not name the error filter", loc)
+	}
+	if chip := browserValue(t, ctx, "chip", chromedp.TextContent(chromedp.CSS(`#err-chip`))); !strings.Contains(chip, "30 – Spam detected") {
+		t.Errorf("error chip says %q", chip)
+	}
+	within(t, ctx, 10*time.Second, "the filter survives a reload; removing it lists all",
+		chromedp.Reload(),
+		chromedp.Poll[chromedp.Void](rowsAre(uuids[10], uuids[3]), chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.Click(chromedp.CSS(`#err-chip button`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#messages tbody tr").length === 12 && !location.hash.includes("err=")`, chromedp.WithPollingTimeout(5*time.Second)),
+	)
+	within(t, ctx, 10*time.Second, "filter by error 50 from the panel",
+		chromedp.Click(chromedp.CSS(`tr[data-uuid="`+uuids[5]+`"] .status-cell`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail[open] button.err-filter`)),
+		chromedp.Click(chromedp.CSS(`#detail button.err-filter`)),
+		chromedp.Poll[chromedp.Void](rowsAre(uuids[5]), chromedp.WithPollingTimeout(5*time.Second)),
 	)
 }
