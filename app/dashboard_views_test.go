@@ -434,6 +434,36 @@ func TestDashboardKeyboard(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
 		chromedp.Poll[chromedp.Void](`document.activeElement.dataset.uuid === "`+second+`" && !location.hash.includes("m=")`, chromedp.WithPollingTimeout(time.Second)),
 	)
+
+	// With the panel open, arrows in the list move the panel along; Escape
+	// then closes it without leaving the page, also when the panel came
+	// from a link (no history entry of this page's own to step back to).
+	third := uuids[2]
+	for _, how := range []string{"opened here", "opened by a link"} {
+		if how == "opened by a link" {
+			within(t, ctx, 10*time.Second, "open by a link",
+				chromedp.Navigate("about:blank"),
+				chromedp.Navigate(d.url("/#m="+second)),
+				chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
+				chromedp.Focus(chromedp.CSS(`tr[data-uuid="`+second+`"]`)),
+			)
+		} else {
+			within(t, ctx, 5*time.Second, "open with Enter", chromedp.KeyEvent(kb.Enter),
+				chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
+				chromedp.Focus(chromedp.CSS(`tr[data-uuid="`+second+`"]`)))
+		}
+		within(t, ctx, 5*time.Second, how+": arrow down moves the panel, Escape closes it",
+			chromedp.KeyEvent(kb.ArrowDown),
+			chromedp.Poll[chromedp.Void](`location.hash.includes("m=`+third+`") && document.querySelector("#detail-body").textContent.includes("`+third+`")`,
+				chromedp.WithPollingTimeout(3*time.Second)),
+			chromedp.KeyEvent(kb.Escape),
+			chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
+			chromedp.Sleep(200*time.Millisecond), // a wrong history.back() would have left by now
+		)
+		if loc := browserValue(t, ctx, how+": URL after Escape", chromedp.Location()); loc != d.url("/") {
+			t.Errorf("%s: after Escape the page is at %s, want %s", how, loc, d.url("/"))
+		}
+	}
 }
 
 // TestDashboardSendAndTextSearch sends from the dialog to the sandbox,
@@ -609,5 +639,37 @@ func TestDashboardErrorFilter(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#detail[open] button.err-filter`)),
 		chromedp.Click(chromedp.CSS(`#detail button.err-filter`)),
 		chromedp.Poll[chromedp.Void](rowsAre(uuids[5]), chromedp.WithPollingTimeout(5*time.Second)),
+	)
+}
+
+// TestDashboardEmptyStates: an empty store says so (and no rate), a first
+// message still in flight gives no rate either, and a filter without a
+// match says that rather than "no messages".
+func TestDashboardEmptyStates(t *testing.T) {
+	d := startDashServer(t, nil)
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	text := func(sel string) string { return browserValue(t, ctx, "read "+sel, chromedp.TextContent(chromedp.CSS(sel))) }
+	within(t, ctx, 10*time.Second, "empty list",
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "No messages yet." && document.querySelector("#counts").textContent.includes("total")`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+	if r := text(`#rate`); r != "– delivered" {
+		t.Errorf("rate on an empty store: %q, want – delivered", r)
+	}
+	u := uuid.Must(uuid.NewUUID()).String()
+	d.sendCallback(t, u, "queued", "", 1)
+	within(t, ctx, 5*time.Second, "the first message appears",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+u+`"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "" && document.querySelector("#counts").textContent.includes("total1")`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+	if r := text(`#rate`); r != "– delivered" {
+		t.Errorf("rate with only a queued message: %q, want – delivered", r)
+	}
+	within(t, ctx, 5*time.Second, "a filter without a match",
+		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#filters [name=status]'); s.value = "failed"; s.dispatchEvent(new Event("change", { bubbles: true })); })()`),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "No message matches these filters." && document.querySelectorAll("#messages tbody tr").length === 0`,
+			chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS(`#filters-clear`)),
 	)
 }

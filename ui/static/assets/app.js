@@ -101,10 +101,17 @@ function urlFor(filters, m) {
   const s = p.toString();
   return s ? "#" + s : location.pathname;
 }
-function writeURL(push) {
+// writeURL records the view in the URL: push makes a history entry (opening
+// a message, so Back closes it); otherwise the current entry is replaced.
+// An entry's "pushed" says this page opened the panel in it, so closing can
+// step back; a changed filter clears it (the entry before has other
+// filters, which a step back would bring back).
+function writeURL(push, keepPushed = true) {
   const u = urlFor(state.filters, state.detailUUID);
-  if (u === (location.hash || location.pathname)) return;
-  history[push ? "pushState" : "replaceState"]({ m: state.detailUUID }, "", u);
+  const cur = history.state || {};
+  const pushed = !!state.detailUUID && (push || (keepPushed && cur.pushed === true));
+  if (u === (location.hash || location.pathname) && cur.pushed === pushed) return;
+  history[push ? "pushState" : "replaceState"]({ m: state.detailUUID, pushed }, "", u);
 }
 
 // ---------- list ----------
@@ -280,7 +287,7 @@ function filterByError(code) {
 function applyFilters(f) {
   const same = JSON.stringify(f) === JSON.stringify(state.filters);
   state.filters = f;
-  writeURL(false);
+  writeURL(false, same);
   if (!same) loadPage(true);
 }
 $("#filters").addEventListener("submit", (e) => {
@@ -344,6 +351,9 @@ tbody.addEventListener("keydown", (e) => {
   }
   e.preventDefault();
   focusRow(to);
+  // With the panel open, it follows the focused row (one history entry for
+  // the panel, however far one moves).
+  if ($("#detail").open && to && to.dataset.uuid !== state.detailUUID) openDetail(to.dataset.uuid, { push: false });
   // Near the end: fetch the next page so arrows can go on.
   if (rs.indexOf(to) >= rs.length - 3 && !state.textMode) loadPage(false);
 });
@@ -396,7 +406,7 @@ function closeDetail() {
   markSelected();
   // Opened by this page: step back, so Back and Close agree. Opened by a
   // link: replace, so Back leaves as expected.
-  if (history.state && history.state.m === uuid) history.back(); else writeURL(false);
+  if (history.state && history.state.pushed) history.back(); else writeURL(false);
   const tr = tbody.querySelector(`tr[data-uuid="${CSS.escape(uuid)}"]`);
   if (tr) focusRow(tr);
 }
