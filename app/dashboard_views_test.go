@@ -650,7 +650,9 @@ func TestDashboardEmptyStates(t *testing.T) {
 	ctx := newBrowser(t)
 	defer failureScreenshot(t, ctx)
 	loginBrowser(t, ctx, d)
-	text := func(sel string) string { return browserValue(t, ctx, "read "+sel, chromedp.TextContent(chromedp.CSS(sel))) }
+	text := func(sel string) string {
+		return browserValue(t, ctx, "read "+sel, chromedp.TextContent(chromedp.CSS(sel)))
+	}
 	within(t, ctx, 10*time.Second, "empty list",
 		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "No messages yet." && document.querySelector("#counts").textContent.includes("total")`,
 			chromedp.WithPollingTimeout(5*time.Second)))
