@@ -210,6 +210,12 @@ func TestDashboardFirstViewport(t *testing.T) {
 		if f.WidestRight > float64(f.InnerWidth)+0.5 {
 			t.Errorf("%s: %s ends at x=%.0f, beyond the %d px viewport", vp.name, f.WidestWhat, f.WidestRight, f.InnerWidth)
 		}
+		// Hidden controls stay hidden (an author display rule can undo the
+		// hidden attribute).
+		if shown := browserValue(t, ctx, vp.name+": hidden controls", chromedp.Evaluate[[]string](
+			`[...document.querySelectorAll("[hidden]")].filter((e) => e.getBoundingClientRect().width > 0).map((e) => e.id || e.className)`)); len(shown) > 0 {
+			t.Errorf("%s: elements with the hidden attribute are shown: %v", vp.name, shown)
+		}
 		// The send form is not in the page flow: it is a dialog behind a button.
 		if open := browserValue(t, ctx, vp.name+": send dialog state", chromedp.Evaluate[bool](`document.querySelector("#send-dialog").open`)); open {
 			t.Errorf("%s: send dialog open on load", vp.name)
@@ -303,7 +309,7 @@ func TestDashboardDetailAndDeepLink(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`tr[data-uuid="`+target+`"] .status-cell`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
 	)
-	screenshot(t, ctx, "detail-desktop")
+	screenshot(t, ctx, "detail-filtered-desktop")
 	link := browserValue(t, ctx, "read the URL", chromedp.Location())
 	if !strings.Contains(link, "status=undelivered") || !strings.Contains(link, "m="+target) {
 		t.Fatalf("URL %s does not name the filter and the message", link)
