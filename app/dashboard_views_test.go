@@ -414,6 +414,16 @@ func TestDashboardKeyboard(t *testing.T) {
 	defer failureScreenshot(t, ctx)
 	loginBrowser(t, ctx, d)
 	newest, second := uuids[4], uuids[3]
+	// Only the focus is checked: chromedp types a key as keyDown plus a
+	// separate "char" event, which inserts the "/" even though the page
+	// cancels the keydown (a real keyboard's would not).
+	within(t, ctx, 5*time.Second, `"/" goes to the search box`,
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+newest+`"]`)),
+		chromedp.KeyEvent("/"),
+		chromedp.Poll[chromedp.Void](`document.activeElement === document.querySelector("#filters [name=q]")`,
+			chromedp.WithPollingTimeout(time.Second)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
+	)
 	within(t, ctx, 10*time.Second, "focus the list",
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+uuids[0]+`"]`)),
 		// The last control before the list; the list is the next tab stop.

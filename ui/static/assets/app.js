@@ -364,6 +364,12 @@ tbody.addEventListener("click", (e) => {
   openDetail(tr.dataset.uuid, { push: true, focus: false });
 });
 document.addEventListener("keydown", (e) => {
+  // "/" goes to the search box, as on many sites, unless one is typing.
+  if (e.key === "/" && !e.target.closest("input, textarea, select, [contenteditable]") && !$("#send-dialog").open) {
+    e.preventDefault();
+    $("#filters").elements.q.focus();
+    return;
+  }
   if (e.key !== "Escape") return;
   if ($("#detail").open && !$("#send-dialog").open) { e.preventDefault(); closeDetail(); }
 });
