@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"plivo-dlr/app"
+	"plivo-dlr/app/apiclient"
+	"plivo-dlr/app/certs"
+	"plivo-dlr/app/sandbox"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -145,12 +149,12 @@ func cmdSend(ctx context.Context, args []string, stdout, stderr io.Writer, geten
 	if *to == "" || (*text == "" && len(media) == 0) {
 		return usageError{errors.New("send: --to and --text (or --media) are required")}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
-	resp, err := app.SendViaAPI(ctx, server, token, app.SendRequest{
-		To: app.Recipients(strings.Split(*to, "<")), Text: *text, MediaURLs: media, From: *from,
+	resp, err := client.Send(ctx, apiclient.SendRequest{
+		To: strings.Split(*to, "<"), Text: *text, MediaURLs: media, From: *from,
 	})
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
@@ -176,6 +180,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, getenv func(string)
 		return err
 	}
 	fmt.Fprint(stdout, out)
+	for _, w := range app.UnknownEnv(environ(), cliEnv...) {
+		fmt.Fprintln(stderr, "plivo-dlr: warning:", w)
+	}
 	// Valid but still the shipped example: say so, the exit stays 0.
 	for _, p := range cfg.Placeholders() {
 		fmt.Fprintln(stderr, "plivo-dlr: warning:", p)
@@ -217,15 +224,16 @@ func addAPIFlags(fs *flag.FlagSet) apiFlags {
 	}
 }
 
-// apiClientFromFlags resolves the server URL and API token once f is
-// parsed: the flags first, then $PLIVO_DLR_API_TOKEN for the token, then
-// the config (its effective public URL, its first dashboard.api_tokens).
-func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, token string, err error) {
+// apiClientFromFlags builds the client of a running server once f is
+// parsed. The server URL and API token come from the flags first, then
+// $PLIVO_DLR_API_TOKEN for the token, then the config (its effective public
+// URL, its first dashboard.api_tokens).
+func apiClientFromFlags(f apiFlags, getenv func(string) string) (*apiclient.Client, error) {
 	cfg, err := app.LoadConfig(*f.config, getenv)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	serverURL, token = *f.server, *f.token
+	serverURL, token := *f.server, *f.token
 	if serverURL == "" {
 		serverURL = cfg.EffectivePublicURL()
 	}
@@ -240,7 +248,7 @@ func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, toke
 		if file != "" {
 			b, err := os.ReadFile(file)
 			if err != nil {
-				return "", "", usageError{fmt.Errorf("--token-file: %w", err)}
+				return nil, usageError{fmt.Errorf("--token-file: %w", err)}
 			}
 			token = strings.TrimRight(string(b), "\r\n")
 		}
@@ -248,10 +256,11 @@ func apiClientFromFlags(f apiFlags, getenv func(string) string) (serverURL, toke
 	if token == "" && len(cfg.Dashboard.APITokens) > 0 {
 		token = string(cfg.Dashboard.APITokens[0])
 	}
-	if err := app.CheckServerURL(serverURL); err != nil {
-		return "", "", usageError{err}
+	client, err := apiclient.New(serverURL, token)
+	if err != nil {
+		return nil, usageError{err}
 	}
-	return serverURL, token, nil
+	return client, nil
 }
 
 // cmdBackup saves a consistent snapshot of a running server's database to
@@ -266,11 +275,11 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if *out == "" {
 		return usageError{errors.New("backup: --out is required")}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
-	res, err := app.BackupViaAPI(ctx, server, token, *out)
+	res, err := client.Backup(ctx, *out)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
@@ -295,7 +304,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if *format != "csv" && *format != "ndjson" {
 		return usageError{fmt.Errorf("export: --format must be csv or ndjson (got %q)", *format)}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
@@ -306,7 +315,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		}
 	}
 	if *out == "" {
-		if _, err := app.ExportViaAPI(ctx, server, token, q, stdout); err != nil {
+		if _, err := client.Export(ctx, q, stdout); err != nil {
 			return fmt.Errorf("export: %w", err)
 		}
 		return nil
@@ -317,7 +326,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 	if err != nil {
 		return fmt.Errorf("export: create file: %w", err)
 	}
-	_, err = app.ExportViaAPI(ctx, server, token, q, f)
+	_, err = client.Export(ctx, q, f)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -345,19 +354,22 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	app.TuneGC()
+	app.TuneGC(getenv)
 	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
+	for _, w := range app.UnknownEnv(environ(), cliEnv...) {
+		logger.Warn(w)
+	}
 
 	var (
-		sandbox      *app.Sandbox
+		sb           *sandbox.Sandbox
 		sandboxLogin app.SandboxLogin
 	)
 	if *withSandbox {
-		if sandbox, err = app.StartSandbox(app.SandboxOptions{FailureShare: cfg.Sandbox.FailureShare, Logger: logger}); err != nil {
+		if sb, err = sandbox.Start(sandbox.Options{FailureShare: cfg.Sandbox.FailureShare, Logger: logger}); err != nil {
 			return err
 		}
-		defer sandbox.Close()
-		if sandboxLogin, err = sandbox.ConfigureServe(&cfg); err != nil {
+		defer sb.Close()
+		if sandboxLogin, err = app.ConfigureSandbox(&cfg, sb); err != nil {
 			return err
 		}
 	}
@@ -380,12 +392,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			logger.Error("close store", "err", err)
 		}
 	}()
+	// Every goroutine started below is joined here, after ctx is cancelled
+	// and before the store closes (deferred calls run in reverse): none may
+	// still be sweeping or reconciling against a closed store.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	fwd, err := app.NewForwarder(cfg, store, logger, reg)
 	if err != nil {
 		return err
 	}
-	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sandbox != nil, Forward: fwd})
+	srv, err := app.NewServer(app.Options{Config: cfg, Store: store, Logger: logger, UI: ui.FS, Registry: reg, Sandbox: sb != nil, Forward: fwd})
 	if err != nil {
 		return err
 	}
@@ -394,27 +413,52 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
 	}
-	stopMetrics, err := serveMetrics(cfg.Metrics, srv, logger)
+	stopMetrics, err := serveMetrics(cfg.Metrics, srv, logger, &wg)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
 	defer stopMetrics()
+	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
+	// ACME challenges and the redirect to HTTPS.
+	if cfg.TLSEnabled() {
+		tlsm, err := app.NewTLS(cfg, logger, reg)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer tlsm.Close()
+		if ln, err = tlsm.Start(ctx, ln); err != nil {
+			return err
+		}
+		wg.Go(func() { reloadOnHangup(ctx, tlsm, logger) })
+	} else {
+		wg.Go(func() { reloadOnHangup(ctx, nil, logger) })
+	}
+	// Every listener is bound: only now may a first start generate the
+	// dashboard password, so a failed start neither creates nor loses one.
+	if pwFile, err := srv.EnsureDashboardPassword(cfg.Server.DataDir); err != nil {
+		_ = ln.Close()
+		return err
+	} else if pwFile != "" {
+		logger.Warn("generated the dashboard password; read it from the file, which only this user can read",
+			"username", cfg.Dashboard.Username, "file", pwFile,
+			"reset", "set dashboard.password_hash (plivo-dlr hash-password) and restart; the file may then be deleted")
+	}
 	logger.Info("plivo-dlr started", "version", buildVersion(), "addr", ln.Addr().String(),
 		"callback_url", cfg.CallbackURL(), "data_dir", cfg.Server.DataDir)
 	if len(cfg.AuthTokens()) == 0 {
 		logger.Warn("no plivo.auth_token configured: every callback will be rejected as unsigned; set PLIVO_AUTH_TOKEN (or plivo.auth_token), or try it locally with `plivo-dlr serve --sandbox`")
 	}
-	if sandbox != nil {
+	if sb != nil {
 		sandboxLogin.WriteBanner(stdout, cfg)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go purgeNonces(ctx, store, logger)
-	go app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx)
+	wg.Go(func() { purgeNonces(ctx, store, logger) })
+	wg.Go(func() { app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx) })
 	if fwd != nil {
 		if err := fwd.Start(ctx); err != nil {
+			_ = ln.Close()
 			return fmt.Errorf("start forwarding: %w", err)
 		}
 		// Runs before the deferred store.Close: in-flight attempts end and
@@ -422,28 +466,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		defer fwd.Stop()
 		logger.Info("forwarding", "sinks", strings.Join(fwd.Names(), ","))
 	}
-	reconcileDone := make(chan struct{})
-	go func() {
-		defer close(reconcileDone)
-		srv.RunReconcile(ctx)
-	}()
-
-	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
-	// ACME challenges and the redirect to HTTPS.
-	var tlsm *app.TLSManager
-	if cfg.TLSEnabled() {
-		if tlsm, err = app.NewTLS(cfg, logger, reg); err != nil {
-			return err
-		}
-		defer tlsm.Close()
-		if ln, err = tlsm.Start(ctx, ln); err != nil {
-			return err
-		}
-	}
-	go reloadOnHangup(ctx, tlsm, logger)
+	wg.Go(func() { srv.RunReconcile(ctx) })
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	wg.Go(func() { serveErr <- srv.Serve(ln) })
 	sdNotify(getenv, logger, "READY=1")
 	select {
 	case err = <-serveErr:
@@ -454,22 +480,28 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	sdNotify(getenv, logger, "STOPPING=1")
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer stop()
-	if sandbox != nil {
+	if sb != nil {
 		// Its pending callbacks and idle connections would hold up shutdown.
-		_ = sandbox.Close()
+		_ = sb.Close()
 	}
 	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
 	}
-	cancel()
-	<-reconcileDone
 	return err
 }
+
+// environ lists the process environment, for the warning about misspelt
+// PLIVO_DLR_* variables; a variable so tests of run can replace it.
+var environ = os.Environ
+
+// cliEnv are the PLIVO_DLR_* variables read by commands rather than the
+// config (apiClientFromFlags).
+var cliEnv = []string{"PLIVO_DLR_API_TOKEN"}
 
 // serveMetrics serves /metrics on a listener of its own when metrics.listen
 // is set (the main listener then does not serve it) and returns the function
 // that stops it.
-func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (stop func(), err error) {
+func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger, wg *sync.WaitGroup) (stop func(), err error) {
 	if !cfg.Enabled || cfg.Listen == "" {
 		return func() {}, nil
 	}
@@ -480,12 +512,12 @@ func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", srv.MetricsHandler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	// Serve returns when stop shuts the server down.
-	go func() {
+	// Serve returns when stop shuts the server down; wg joins it.
+	wg.Go(func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("metrics listener failed", "addr", cfg.Listen, "err", err)
 		}
-	}()
+	})
 	logger.Info("metrics listening", "addr", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -498,7 +530,7 @@ func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (
 
 // reloadOnHangup reloads the TLS certificate files on SIGHUP (systemctl
 // reload) until ctx ends. Catching SIGHUP also keeps it from killing us.
-func reloadOnHangup(ctx context.Context, tlsm *app.TLSManager, logger *slog.Logger) {
+func reloadOnHangup(ctx context.Context, tlsm *certs.Manager, logger *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -42,11 +42,23 @@ func fillStore(tb testing.TB, path string, n int) {
 				d := q.Add(3 * time.Second)
 				ev := storage.Event{
 					MessageUUID: fmt.Sprintf("%08x-2f61-41ef-a3d5-%012x", uint32(i*2654435761), i),
-					Status:      "delivered", Source: storage.SourceCallback, Sequence: 3,
-					From: "14155550100", To: fmt.Sprintf("4477009%05d", i%100000), Type: "sms", Units: 1,
-					TotalRate: "0.00450", TotalAmount: "0.00450", MCC: "234", MNC: "10",
-					QueuedTime: &q, DeliveryReportTime: &d, ReceivedAt: d,
-					Payload: map[string]string{"Status": "delivered", "To": "447700900123", "From": "14155550100", "Units": "1"},
+					Status:      "delivered",
+					Source:      storage.SourceCallback,
+					Sequence:    3,
+					ReceivedAt:  d,
+					Payload:     map[string]string{"Status": "delivered", "To": "447700900123", "From": "14155550100", "Units": "1"},
+					Details: storage.Details{
+						From:               "14155550100",
+						To:                 fmt.Sprintf("4477009%05d", i%100000),
+						Type:               "sms",
+						Units:              1,
+						TotalRate:          "0.00450",
+						TotalAmount:        "0.00450",
+						MCC:                "234",
+						MNC:                "10",
+						QueuedTime:         &q,
+						DeliveryReportTime: &d,
+					},
 				}
 				ev.Payload["MessageUUID"] = ev.MessageUUID
 				if _, err := store.Apply(context.Background(), ev); err != nil {

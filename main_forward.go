@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"plivo-dlr/app"
 )
 
 // cmdForward is `plivo-dlr forward status|retry NAME|replay NAME --since
@@ -56,13 +53,13 @@ func cmdForward(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	default:
 		return usageError{fmt.Errorf("forward: unknown subcommand %q (want status, retry or replay)", sub)}
 	}
-	server, token, err := apiClientFromFlags(af, getenv)
+	client, err := apiClientFromFlags(af, getenv)
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "status":
-		sinks, err := app.ForwardStatusViaAPI(ctx, server, token)
+		sinks, err := client.ForwardStatus(ctx)
 		if err != nil {
 			return fmt.Errorf("forward status: %w", err)
 		}
@@ -86,13 +83,13 @@ func cmdForward(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		return tw.Flush()
 	case "retry":
-		msg, err := app.ForwardPostViaAPI(ctx, server, token, "/api/forward/"+url.PathEscape(name)+"/retry")
+		msg, err := client.ForwardRetry(ctx, name)
 		if err != nil {
 			return fmt.Errorf("forward retry: %w", err)
 		}
 		fmt.Fprintln(stdout, msg)
 	case "replay":
-		msg, err := app.ForwardPostViaAPI(ctx, server, token, "/api/forward/"+url.PathEscape(name)+"/replay?since="+url.QueryEscape(*since))
+		msg, err := client.ForwardReplay(ctx, name, *since)
 		if err != nil {
 			return fmt.Errorf("forward replay: %w", err)
 		}

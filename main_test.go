@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"plivo-dlr/app"
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -193,7 +194,7 @@ type callback struct {
 // signedForm builds a POST callback for fields, V2-signed with nonce.
 func signedForm(t testing.TB, fields url.Values, nonce string) callback {
 	t.Helper()
-	sig, err := app.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", nonce)
+	sig, err := protocol.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,19 +284,19 @@ func TestBinaryCallbacksEndToEnd(t *testing.T) {
 	noStatus := statusFields(uuid, "", 4)
 	noStatus.Del("Status")
 	huge := statusFields(uuid, "sent", 2)
-	huge.Set("Padding", strings.Repeat("x", app.MaxCallbackBody))
+	huge.Set("Padding", strings.Repeat("x", protocol.MaxCallbackBody))
 	// The server refuses an oversized body from its Content-Length and
 	// closes the connection without reading it, so the client's write of
 	// the body may fail: send it raw and read the answer regardless.
 	hugeCallback := signedForm(t, huge, "10000000000000000010")
 	hugeCallback.raw = true
 
-	getSig, err := app.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000007")
+	getSig, err := protocol.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000007")
 	if err != nil {
 		t.Fatal(err)
 	}
 	jsonBody := `{"MessageUUID":"0c7e1a42-2f61-11ef-a3d5-0242ac120003","Status":"undelivered","ErrorCode":"30","Sequence":3}`
-	jsonSig, err := app.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000008")
+	jsonSig, err := protocol.ComputeSignatureV2(testAuthToken, testPublicURL+"/plivo/callback", "10000000000000000008")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +310,11 @@ func TestBinaryCallbacksEndToEnd(t *testing.T) {
 		{"tampered signature", tampered, 403},
 		{"missing headers", missing, 403},
 		{"delivered stored", signedForm(t, statusFields(uuid, "delivered", 3), "10000000000000000004"), 200},
-		{"replayed nonce", signedForm(t, statusFields(uuid, "delivered", 3), "10000000000000000004"), 403},
+		// V2 signs URL and nonce, not the body: a used nonce with another
+		// body verifies, and is refused as a replay; the same request again
+		// is Plivo retrying, answered as a duplicate.
+		{"replayed nonce, other body", signedForm(t, statusFields(uuid, "failed", 4), "10000000000000000004"), 403},
+		{"repeated request is a retry", signedForm(t, statusFields(uuid, "delivered", 3), "10000000000000000004"), 200},
 		{"late sent stored", signedForm(t, statusFields(uuid, "sent", 2), "10000000000000000005"), 200},
 		{"identical retry is a duplicate", signedForm(t, statusFields(uuid, "sent", 2), "10000000000000000006"), 200},
 		{"missing status", signedForm(t, noStatus, "10000000000000000009"), 400},
@@ -392,7 +397,7 @@ func TestBinaryCallbacksEndToEnd(t *testing.T) {
 
 	// The operator learns why a signature failed: the log names the URL that
 	// would have verified. Here Plivo signed the loopback URL, not public_url.
-	wrongURLSig, _ := app.ComputeSignatureV2(testAuthToken, "http://"+p.addr+"/plivo/callback", "10000000000000000011")
+	wrongURLSig, _ := protocol.ComputeSignatureV2(testAuthToken, "http://"+p.addr+"/plivo/callback", "10000000000000000011")
 	p.send(t, client, callback{body: statusFields(uuid, "sent", 2).Encode(), ctype: "application/x-www-form-urlencoded",
 		headers: map[string]string{"X-Plivo-Signature-V2": wrongURLSig, "X-Plivo-Signature-V2-Nonce": "10000000000000000011"}})
 	if !waitFor(func() bool { return strings.Contains(p.stderr.String(), "url_mismatch") }) {
@@ -416,7 +421,7 @@ func TestBinaryCallbacksEndToEnd(t *testing.T) {
 		t.Errorf("after restart: code %d status %q, want 200 delivered", code, detail.Message.Status)
 	}
 	// Nonces survive the restart: the replay window does not reopen.
-	if code, _ := p2.send(t, client, signedForm(t, statusFields(uuid, "delivered", 3), "10000000000000000004")); code != 403 {
+	if code, _ := p2.send(t, client, signedForm(t, statusFields(uuid, "failed", 4), "10000000000000000004")); code != 403 {
 		t.Errorf("replay after restart: %d, want 403", code)
 	}
 }

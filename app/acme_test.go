@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/letsencrypt/challtestsrv"
+
+	"plivo-dlr/app/certs"
+	"plivo-dlr/app/protocol"
 )
 
 // lockedBuffer collects a child process's output for failure messages.
@@ -233,10 +236,10 @@ func TestACMEEndToEnd(t *testing.T) {
 			t.Logf("plivo-dlr log:\n%s", logs.String())
 		}
 	})
-	ts := startTLSServer(t, cfg, logger, httpsLn, httpLn, func(tm *TLSManager) {
+	ts := startTLSServer(t, cfg, logger, httpsLn, httpLn, nil, func(tm *certs.Manager) {
 		// First certificate through HTTP-01 only; the renewal below through
 		// TLS-ALPN-01 only, so both challenge paths are proven.
-		tm.issuer.DisableTLSALPNChallenge = true
+		tm.SetChallenges(true, false)
 	})
 
 	// Each request dials afresh so a renewed certificate is seen at once.
@@ -286,7 +289,7 @@ func TestACMEEndToEnd(t *testing.T) {
 	t.Run("signed callback over HTTPS", func(t *testing.T) {
 		form := url.Values{"MessageUUID": {"acme-e2e-0001"}, "Status": {"delivered"}, "To": {"14155550100"}, "From": {"14155550199"}}
 		nonce := "acme-e2e-nonce-1"
-		sig, err := ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
+		sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,8 +319,7 @@ func TestACMEEndToEnd(t *testing.T) {
 	})
 
 	t.Run("forced renewal", func(t *testing.T) {
-		ts.tm.issuer.DisableHTTPChallenge = true
-		ts.tm.issuer.DisableTLSALPNChallenge = false
+		ts.tm.SetChallenges(false, true)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		if err := ts.tm.Renew(ctx); err != nil {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"plivo-dlr/app/apiclient"
 )
 
 // TestListMessagesRejectsUnknownStatus: a misspelt status filter is a 400
@@ -45,14 +47,18 @@ func TestUnauthorizedCarriesChallenge(t *testing.T) {
 // TestSendViaAPIHints: the CLI's refusals say what to do, not only the code.
 func TestSendViaAPIHints(t *testing.T) {
 	env := startMetricsServer(t, "", nil, nil)
-	_, err := SendViaAPI(t.Context(), env.url, "", SendRequest{To: Recipients{"+14155550123"}, Text: "hi"})
+	_, err := newAPIClient(t, env.url, "").Send(t.Context(), apiclient.SendRequest{To: []string{"+14155550123"}, Text: "hi"})
 	if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--token") {
 		t.Errorf("send without a token: got %v, want a 401 naming --token", err)
 	}
-	if err := CheckServerURL("127.0.0.1:8080"); err == nil || !strings.Contains(err.Error(), "http://127.0.0.1:8080") {
-		t.Errorf("--server without scheme: got %v, want an example URL", err)
+}
+
+// newAPIClient is the CLI's client of the server at serverURL.
+func newAPIClient(tb testing.TB, serverURL, token string) *apiclient.Client {
+	tb.Helper()
+	c, err := apiclient.New(serverURL, token)
+	if err != nil {
+		tb.Fatalf("api client: %v", err)
 	}
-	if err := CheckServerURL("http://127.0.0.1:8080"); err != nil {
-		t.Errorf("http://127.0.0.1:8080: %v", err)
-	}
+	return c
 }

@@ -1,16 +1,9 @@
 package app
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -19,36 +12,42 @@ import (
 )
 
 // streamWriteTimeout bounds how long one chunk of a streamed response may
-// wait for the client. A client that stops reading would otherwise hold a
-// backup's read transaction open forever, and with it every page freed since.
+// wait for the client, so a client that stops reading is dropped.
 const streamWriteTimeout = time.Minute
 
 // backupTimeLayout names backup files: plivo-dlr-20250310T120000Z.db.
 const backupTimeLayout = "20060102T150405Z"
 
-// handleBackup streams a consistent snapshot of the database, itself a bbolt
-// file, while ingestion goes on. The snapshot is a read transaction; it ends
-// when the copy ends or the client goes away.
+// handleBackup sends a consistent snapshot of the database, itself a bbolt
+// file, while ingestion goes on. The snapshot is first copied at disk speed
+// to an unnamed temporary file in the data dir, which ends its read
+// transaction, and then streamed from there: a slow client holds only that
+// file, never the database (a trickling reader used to pin freed pages and
+// stall every commit at the mmap boundary).
 func (s *Server) handleBackup(c *fiber.Ctx) error {
-	snap, err := s.store.Snapshot()
+	start := time.Now()
+	f, size, err := s.store.SnapshotToTemp()
+	if errors.Is(err, storage.ErrNoSpace) {
+		return &HTTPError{Code: fiber.StatusInsufficientStorage, Message: "not enough free space in the data dir for a backup copy", Err: err}
+	}
 	if err != nil {
 		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
-	size := snap.Size()
+	copied := time.Since(start)
 	name := "plivo-dlr-" + s.now().UTC().Format(backupTimeLayout) + ".db"
 	c.Set(fiber.HeaderContentType, "application/octet-stream")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+name+`"`)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	log := s.log.With("component", "backup", "remote_addr", c.IP())
-	start := time.Now()
 	body := newPipeBody(c.Context().Conn(), func(w io.Writer) error {
-		defer snap.Close()
-		n, err := snap.WriteTo(w)
+		// Closing frees the temporary copy's space, however the send ends.
+		defer f.Close()
+		n, err := io.Copy(w, f)
 		if err != nil {
 			log.Warn("backup aborted", "bytes", n, "size", size, "err", err)
 			return err
 		}
-		log.Info("backup sent", "bytes", n, "duration", time.Since(start).Round(time.Millisecond))
+		log.Info("backup sent", "bytes", n, "copy_duration", copied.Round(time.Millisecond), "duration", time.Since(start).Round(time.Millisecond))
 		return nil
 	})
 	c.Context().SetBodyStream(body, int(size))
@@ -99,101 +98,4 @@ func (b *pipeBody) Close() error {
 		_ = b.conn.SetWriteDeadline(time.Time{})
 	}
 	return nil
-}
-
-// apiClient is the HTTP client of the commands that talk to a running
-// server. Downloads have no overall timeout (a backup of a large store takes
-// a while); a server that does not answer at all is caught by the header
-// timeout.
-var apiClient = &http.Client{Transport: &http.Transport{
-	Proxy:                 http.ProxyFromEnvironment,
-	ResponseHeaderTimeout: 30 * time.Second,
-	TLSHandshakeTimeout:   10 * time.Second,
-}}
-
-// apiGet sends an authenticated GET to a running server and returns the
-// response when it is 200; otherwise an error with the server's reason.
-func apiGet(ctx context.Context, serverURL, token, path string) (*http.Response, error) {
-	u := strings.TrimRight(serverURL, "/") + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return nil, connectError(strings.TrimRight(serverURL, "/")+strings.SplitN(path, "?", 2)[0], err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("server answered %d: %s%s", resp.StatusCode, e.Error, statusHint(resp.StatusCode))
-		}
-		return nil, fmt.Errorf("server answered %s%s", resp.Status, statusHint(resp.StatusCode))
-	}
-	return resp, nil
-}
-
-// BackupResult describes a backup written by BackupViaAPI.
-type BackupResult struct {
-	Path  string
-	Bytes int64
-	Info  storage.BackupInfo
-}
-
-// BackupViaAPI downloads a snapshot from a running server's GET /api/backup
-// into path: it writes path.tmp, fsyncs it, checks it opens as a plivo-dlr
-// store, then renames it into place, so path is either the old file or a
-// complete verified backup, never a partial one.
-func BackupViaAPI(ctx context.Context, serverURL, token, path string) (BackupResult, error) {
-	res := BackupResult{Path: path}
-	resp, err := apiGet(ctx, serverURL, token, "/api/backup")
-	if err != nil {
-		return res, err
-	}
-	defer resp.Body.Close()
-
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return res, fmt.Errorf("create backup file: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
-	}()
-	if res.Bytes, err = io.Copy(f, resp.Body); err != nil {
-		return res, fmt.Errorf("download backup: %w", err)
-	}
-	if resp.ContentLength >= 0 && res.Bytes != resp.ContentLength {
-		return res, fmt.Errorf("download backup: got %d bytes, want %d", res.Bytes, resp.ContentLength)
-	}
-	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("sync backup file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return res, fmt.Errorf("close backup file: %w", err)
-	}
-	if res.Info, err = storage.VerifyBackup(tmp); err != nil {
-		return res, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return res, fmt.Errorf("rename backup file: %w", err)
-	}
-	ok = true
-	// Make the rename itself durable.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return res, nil
 }

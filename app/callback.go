@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -36,7 +37,7 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 // ingestCallback does the work of handleCallback and returns the result label.
 func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	body := c.Body()
-	if len(body) > MaxCallbackBody {
+	if len(body) > protocol.MaxCallbackBody {
 		return resultMalformed, &HTTPError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
 	}
 	method := c.Method()
@@ -44,9 +45,9 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	// The parameters are needed for the V3 check; a body that does not parse
 	// can still carry a valid V2 signature, so its error waits until after
 	// the signature verdict.
-	params, paramsErr := CallbackParams(method, c.Get(fiber.HeaderContentType), body, rawQuery)
+	params, paramsErr := protocol.CallbackParams(method, c.Get(fiber.HeaderContentType), body, rawQuery)
 
-	req := SignedRequest{
+	req := protocol.SignedRequest{
 		Method: method,
 		// Signatures cover the URL Plivo was given, which is our public URL:
 		// never the Host header, which differs behind NAT, tunnels or proxies.
@@ -54,7 +55,7 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		// Copies: c.Get aliases fasthttp's request buffer, which the
 		// connection reuses for its next request, and the nonces go to the
 		// store's writer, which may still hold them after we answer.
-		Headers: SignatureHeaders{
+		Headers: protocol.SignatureHeaders{
 			V2:      strings.Clone(c.Get("X-Plivo-Signature-V2")),
 			MaV2:    strings.Clone(c.Get("X-Plivo-Signature-Ma-V2")),
 			V2Nonce: strings.Clone(c.Get("X-Plivo-Signature-V2-Nonce")),
@@ -74,28 +75,27 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		s.rejectSignature(c, req, err)
 		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
 	}
+	if refusal := s.checkScheme(c, verification); refusal != nil {
+		return resultInvalidSignature, refusal
+	}
 	for _, n := range verification.Nonces {
 		if len(n) > storage.MaxNonceLen {
 			return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
 		}
 	}
-	if paramsErr != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
-	}
-	ev, err := ParseCallback(params)
-	if err != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
-	}
-
 	now := s.now()
-	ev.ReceivedAt = now.UTC()
-	nonces := make([]storage.Nonce, 0, len(verification.Nonces))
-	for _, n := range verification.Nonces {
-		// n is part of the copied header above, never fasthttp's buffer.
-		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
-	}
+	nonces := callbackNonces(verification, now.Add(s.cfg.Plivo.NonceTTL.D()), requestSum(body, req))
 	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
 	defer cancel()
+	if paramsErr != nil {
+		return s.refuseMalformed(ctx, c, nonces, paramsErr)
+	}
+	ev, err := protocol.ParseCallback(params)
+	if err != nil {
+		return s.refuseMalformed(ctx, c, nonces, err)
+	}
+
+	ev.ReceivedAt = now.UTC()
 	res, err := s.store.Apply(ctx, ev, nonces...)
 	switch {
 	case errors.Is(err, storage.ErrReplayed):
@@ -103,6 +103,9 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
 		}
 		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+	case errors.Is(err, storage.ErrNonceCapacity):
+		s.logNonceCapacity(now)
+		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
@@ -110,7 +113,8 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's
-	// writer, in cursor order, before Apply returned.
+	// writer, in cursor order, before Apply returned. res.Retry (the same
+	// signed request again, nonce included) is a duplicate too.
 	if res.Duplicate {
 		return resultDuplicate, nil
 	}
@@ -120,17 +124,17 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 // rejectSignature logs a failed signature check with what the operator needs
 // to fix it: which header set was checked and, when a variant of the URL
 // would have matched, which one. Tokens and bodies are never logged.
-func (s *Server) rejectSignature(c *fiber.Ctx, req SignedRequest, err error) {
+func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err error) {
 	headerSet := "none"
 	switch {
 	case req.Headers.V3 != "" || req.Headers.MaV3 != "":
-		headerSet = SchemeV3
+		headerSet = protocol.SchemeV3
 	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
-		headerSet = SchemeV2
+		headerSet = protocol.SchemeV2
 	}
 	cause, hint := causeTokenOrForgery, ""
 	switch {
-	case errors.Is(err, ErrMissingSignature):
+	case errors.Is(err, protocol.ErrMissingSignature):
 		cause = causeMissing
 	case !s.diagnoseLimit.allow(s.now()):
 		// Diagnose costs a few hundred HMACs: a flood of forgeries must not

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"plivo-dlr/app/sandbox"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +104,13 @@ func checkA11y(t *testing.T, ctx context.Context, axe, view string) {
 // both sizes, the detail panel, the charts and the send dialog.
 func TestDashboardAccessibility(t *testing.T) {
 	axe := axeSource(t)
-	sb, err := StartSandbox(SandboxOptions{Step: 20 * time.Millisecond, Chaos: -1, NoCallbacks: true})
+	sb, err := sandbox.Start(sandbox.Options{Step: 20 * time.Millisecond, Chaos: -1, NoCallbacks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The sandbox lets the send button show; the banner has a problem to
 	// show too (a wrongly signed callback).
-	d := startDashServer(t, func(c *Config) { sb.Configure(c) })
+	d := startDashServer(t, func(c *Config) { configureForSandbox(c, sb) })
 	t.Cleanup(func() {
 		if err := sb.Close(); err != nil {
 			t.Errorf("close sandbox: %v", err)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -156,7 +157,7 @@ func signedCallback(tb testing.TB, cfg Config, addr string, form url.Values) *ht
 	tb.Helper()
 	// Plivo's nonces are random 20-digit strings.
 	nonce := fmt.Sprintf("%010d%010d", mrand.Uint64()%1e10, mrand.Uint64()%1e10)
-	sig, err := ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
+	sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
 	if err != nil {
 		tb.Fatalf("sign: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"plivo-dlr/app/sandbox"
 	"regexp"
 	"strings"
 	"testing"
@@ -486,11 +487,11 @@ func TestDashboardKeyboard(t *testing.T) {
 // sees the message go to delivered live, then finds it by a word of its
 // text (searched in the browser over recent messages) and by number.
 func TestDashboardSendAndTextSearch(t *testing.T) {
-	sb, err := StartSandbox(SandboxOptions{Step: 20 * time.Millisecond, Chaos: -1, Seed: 3})
+	sb, err := sandbox.Start(sandbox.Options{Step: 20 * time.Millisecond, Chaos: -1, Seed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := startDashServer(t, func(c *Config) { sb.Configure(c) })
+	d := startDashServer(t, func(c *Config) { configureForSandbox(c, sb) })
 	t.Cleanup(func() {
 		if err := sb.Close(); err != nil {
 			t.Errorf("close sandbox: %v", err)

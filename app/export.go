@@ -2,12 +2,10 @@ package app
 
 import (
 	"bufio"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -141,21 +139,6 @@ func writeExport(w io.Writer, format string, f storage.ExportFilter, store *stor
 	}
 	if err := flush(); err != nil {
 		return n, fmt.Errorf("write export: %w", err)
-	}
-	return n, nil
-}
-
-// ExportViaAPI streams a running server's GET /api/export?query to w, for
-// the export command, and returns the bytes copied.
-func ExportViaAPI(ctx context.Context, serverURL, token string, query url.Values, w io.Writer) (int64, error) {
-	resp, err := apiGet(ctx, serverURL, token, "/api/export?"+query.Encode())
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	n, err := io.Copy(w, resp.Body)
-	if err != nil {
-		return n, fmt.Errorf("download export: %w", err)
 	}
 	return n, nil
 }

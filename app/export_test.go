@@ -28,10 +28,21 @@ func exportFixture(t *testing.T, store *storage.Store) []storage.Message {
 		uuid := fmt.Sprintf("e%07d-0000-4000-8000-000000000000", i)
 		q := base.Add(time.Duration(i) * time.Minute)
 		ev := storage.Event{
-			MessageUUID: uuid, Status: []string{"delivered", "undelivered", "queued"}[i%3], Sequence: 2,
-			Source: storage.SourceCallback, ReceivedAt: q.Add(time.Second), From: "14155550100",
-			To: fmt.Sprintf("4477009%05d", i), Type: "sms", Units: 1 + i%2, TotalRate: "0.0045", MCC: "234",
-			QueuedTime: &q, Payload: map[string]string{"MessageUUID": uuid},
+			MessageUUID: uuid,
+			Status:      []string{"delivered", "undelivered", "queued"}[i%3],
+			Sequence:    2,
+			Source:      storage.SourceCallback,
+			ReceivedAt:  q.Add(time.Second),
+			Payload:     map[string]string{"MessageUUID": uuid},
+			Details: storage.Details{
+				From:       "14155550100",
+				To:         fmt.Sprintf("4477009%05d", i),
+				Type:       "sms",
+				Units:      1 + i%2,
+				TotalRate:  "0.0045",
+				MCC:        "234",
+				QueuedTime: &q,
+			},
 		}
 		if i%3 == 1 {
 			ev.ErrorCode = "30"
@@ -87,12 +98,29 @@ func parseCSVMessage(t *testing.T, header, row []string) storage.Message {
 		return n
 	}
 	m := storage.Message{
-		MessageUUID: f["message_uuid"], Status: f["status"], ErrorCode: f["error_code"], From: f["from"], To: f["to"],
-		Type: f["type"], Units: num("units"), TotalRate: f["total_rate"], TotalAmount: f["total_amount"],
-		MCC: f["mcc"], MNC: f["mnc"], ParentMessageUUID: f["parent_message_uuid"], PartInfo: f["part_info"],
-		MessageTime: tm("message_time"), QueuedTime: tm("queued_time"), SentTime: tm("sent_time"),
-		DeliveryReportTime: tm("delivery_report_time"), FirstSeen: *tm("first_seen"), LastSeen: *tm("last_seen"),
-		EventCount: num("event_count"), Text: f["text"],
+		MessageUUID: f["message_uuid"],
+		Status:      f["status"],
+		ErrorCode:   f["error_code"],
+		FirstSeen:   *tm("first_seen"),
+		LastSeen:    *tm("last_seen"),
+		EventCount:  num("event_count"),
+		Details: storage.Details{
+			From:               f["from"],
+			To:                 f["to"],
+			Type:               f["type"],
+			Units:              num("units"),
+			TotalRate:          f["total_rate"],
+			TotalAmount:        f["total_amount"],
+			MCC:                f["mcc"],
+			MNC:                f["mnc"],
+			ParentMessageUUID:  f["parent_message_uuid"],
+			PartInfo:           f["part_info"],
+			MessageTime:        tm("message_time"),
+			QueuedTime:         tm("queued_time"),
+			SentTime:           tm("sent_time"),
+			DeliveryReportTime: tm("delivery_report_time"),
+		},
+		Content: storage.Content{Text: f["text"]},
 	}
 	if f["media_urls"] != "" {
 		m.MediaURLs = strings.Split(f["media_urls"], " ")
@@ -189,8 +217,8 @@ func TestExportViaAPI(t *testing.T) {
 	d := startDashServer(t, nil)
 	fillMessages(t, d.store, "x", 2500)
 	var buf bytes.Buffer
-	if _, err := ExportViaAPI(context.Background(), d.url(""), dashAPIToken, url.Values{"format": {"csv"}}, &buf); err != nil {
-		t.Fatalf("ExportViaAPI: %v", err)
+	if _, err := newAPIClient(t, d.url(""), dashAPIToken).Export(context.Background(), url.Values{"format": {"csv"}}, &buf); err != nil {
+		t.Fatalf("Export: %v", err)
 	}
 	rows, err := csv.NewReader(&buf).ReadAll()
 	if err != nil {
@@ -199,8 +227,8 @@ func TestExportViaAPI(t *testing.T) {
 	if len(rows) != 2501 {
 		t.Errorf("got %d CSV rows, want a header and 2500 messages", len(rows))
 	}
-	if _, err := ExportViaAPI(context.Background(), d.url(""), "nope", url.Values{}, &buf); err == nil ||
+	if _, err := newAPIClient(t, d.url(""), "nope").Export(context.Background(), url.Values{}, &buf); err == nil ||
 		!strings.Contains(err.Error(), "401") {
-		t.Errorf("ExportViaAPI with a bad token: got %v, want the 401", err)
+		t.Errorf("Export with a bad token: got %v, want the 401", err)
 	}
 }

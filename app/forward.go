@@ -1,16 +1,13 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -351,51 +348,6 @@ func (s *Server) handleForwardReplay(c *fiber.Ctx) error {
 		return s.forwardError(name, err)
 	}
 	return c.Status(fiber.StatusAccepted).JSON(fiber.Map{"status": fmt.Sprintf("replaying %s after cursor %d", name, since)})
-}
-
-// ForwardStatusViaAPI fetches GET /api/forward from a running server.
-func ForwardStatusViaAPI(ctx context.Context, serverURL, token string) ([]forward.SinkStatus, error) {
-	resp, err := apiGet(ctx, serverURL, token, "/api/forward")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var out forwardStatus
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil {
-		return nil, fmt.Errorf("decode forwarding status: %w", err)
-	}
-	return out.Sinks, nil
-}
-
-// ForwardPostViaAPI sends POST path to a running server and returns its
-// status message; any answer but 202 is an error with the server's reason.
-func ForwardPostViaAPI(ctx context.Context, serverURL, token, path string) (string, error) {
-	u := strings.TrimRight(serverURL, "/") + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(nil))
-	if err != nil {
-		return "", fmt.Errorf("build request: %w", err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := apiClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("post %s: %w", strings.SplitN(u, "?", 2)[0], err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var body struct {
-		Error  string `json:"error"`
-		Status string `json:"status"`
-	}
-	_ = json.Unmarshal(data, &body)
-	if resp.StatusCode != http.StatusAccepted {
-		if body.Error != "" {
-			return "", fmt.Errorf("server answered %d: %s", resp.StatusCode, body.Error)
-		}
-		return "", fmt.Errorf("server answered %s", resp.Status)
-	}
-	return body.Status, nil
 }
 
 // writeForwardHint tells a sandbox user how to see the event feed: the

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -14,7 +15,7 @@ import (
 func TestCallbackLongNonceIs400(t *testing.T) {
 	d := startDashServer(t, nil)
 	nonce := strings.Repeat("7", storage.MaxNonceLen+1)
-	sig, err := ComputeSignatureV2(string(d.cfg.Plivo.AuthToken), d.cfg.CallbackURL(), nonce)
+	sig, err := protocol.ComputeSignatureV2(string(d.cfg.Plivo.AuthToken), d.cfg.CallbackURL(), nonce)
 	if err != nil {
 		t.Fatal(err)
 	}

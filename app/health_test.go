@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"plivo-dlr/app/protocol"
 )
 
 // getHealth reads GET /api/health with the API token.
@@ -59,7 +61,7 @@ func sendMisSigned(t *testing.T, d *dashServer) string {
 	t.Helper()
 	wrongURL := d.cfg.CallbackURL() + "/"
 	nonce := fmt.Sprint(rand.Uint64())
-	sig, err := ComputeSignatureV2(string(d.cfg.Plivo.AuthToken), wrongURL, nonce)
+	sig, err := protocol.ComputeSignatureV2(string(d.cfg.Plivo.AuthToken), wrongURL, nonce)
 	if err != nil {
 		t.Fatal(err)
 	}

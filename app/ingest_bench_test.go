@@ -16,6 +16,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -141,7 +142,7 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 						return
 					}
 					nonce := randomNonce(rng)
-					sig, _ := ComputeSignatureV2(benchToken, callbackURL, nonce)
+					sig, _ := protocol.ComputeSignatureV2(benchToken, callbackURL, nonce)
 					form := url.Values{
 						"MessageUUID": {uuid}, "Status": {status}, "Sequence": {fmt.Sprint(i + 1)},
 						"To": {"447700900123"}, "From": {"14155550100"}, "Type": {"sms"},
@@ -159,8 +160,8 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 					req.SetRequestURI("http://" + addr + "/plivo/callback")
 					req.Header.SetMethod(fasthttp.MethodPost)
 					req.Header.SetContentType("application/x-www-form-urlencoded")
-					req.Header.Set(HeaderSignatureV2, sig)
-					req.Header.Set(HeaderSignatureV2Nonce, nonce)
+					req.Header.Set(protocol.HeaderSignatureV2, sig)
+					req.Header.Set(protocol.HeaderSignatureV2Nonce, nonce)
 					req.SetBodyString(form.Encode())
 					t0 := time.Now()
 					err := hc.Do(req, resp)
@@ -191,7 +192,7 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 //
 //	go test -run '^$' -bench BenchmarkIngest -benchtime 60000x ./app
 func BenchmarkIngest(b *testing.B) {
-	TuneGC() // as serve does: the server's own GC setting, not the test binary's
+	TuneGC(os.Getenv) // as serve does: the server's own GC setting, not the test binary's
 	for _, tc := range []struct {
 		shape   string
 		clients int

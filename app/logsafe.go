@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -36,4 +37,13 @@ func (r *rejectionLog) allow(now time.Time) (ok bool, suppressed int64) {
 		return false, 0
 	}
 	return true, r.suppressed.Swap(0)
+}
+
+// quoteShort quotes s for an error message, cut to a readable length.
+func quoteShort(s string) string {
+	const limit = 40
+	if len(s) > limit {
+		return strconv.Quote(s[:limit]) + "..."
+	}
+	return strconv.Quote(s)
 }

@@ -3,6 +3,8 @@ package app
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"plivo-dlr/app/protocol"
 )
 
 // Callback results, the label values of plivo_dlr_callbacks_total.
@@ -82,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // The label values of plivo_dlr_signature_failures_total (see rejectSignature).
 var (
-	signatureHeaderSets = []string{"none", SchemeV2, SchemeV3}
+	signatureHeaderSets = []string{"none", protocol.SchemeV2, protocol.SchemeV3}
 	signatureCauses     = []string{causeMissing, causeURLMismatch, causeTokenOrForgery, causeUndiagnosed}
 )
 

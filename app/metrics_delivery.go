@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -86,10 +87,10 @@ func newDeliveryMetrics(reg prometheus.Registerer, store *storage.Store, now fun
 	for _, s := range finalStatuses {
 		d.messagesFinal[s] = final.WithLabelValues(s)
 	}
-	for c := range PlivoErrorCodes {
+	for c := range protocol.ErrorCodes {
 		d.errorCodes[c] = codes.WithLabelValues(c)
 	}
-	d.errorCodes[errorCodeOther] = codes.WithLabelValues(errorCodeOther)
+	d.errorCodes[protocol.ErrorCodeOther] = codes.WithLabelValues(protocol.ErrorCodeOther)
 
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "plivo_dlr_db_size_bytes",
@@ -118,7 +119,7 @@ func (d *deliveryMetrics) Notify(ev storage.Event, res storage.ApplyResult) {
 	}
 	m := &res.Message
 	d.messagesFinal[statusLabel(d.messagesFinal, m.Status)].Inc()
-	if code := normalizeErrorCode(m.ErrorCode); code != "" {
+	if code := protocol.NormalizeErrorCode(m.ErrorCode); code != "" {
 		d.errorCodes[code].Inc()
 	}
 	if m.Status == storage.StatusDelivered {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -121,7 +122,7 @@ func (e *metricsEnv) callback(tb testing.TB, fields url.Values, nonce string) in
 		nonce = fmt.Sprintf("metrics-nonce-%012d", e.nonce.Add(1))
 	}
 	u := e.url + "/plivo/callback"
-	sig, err := ComputeSignatureV2(metricsTestToken, u, nonce)
+	sig, err := protocol.ComputeSignatureV2(metricsTestToken, u, nonce)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -130,8 +131,8 @@ func (e *metricsEnv) callback(tb testing.TB, fields url.Values, nonce string) in
 		tb.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set(HeaderSignatureV2, sig)
-	req.Header.Set(HeaderSignatureV2Nonce, nonce)
+	req.Header.Set(protocol.HeaderSignatureV2, sig)
+	req.Header.Set(protocol.HeaderSignatureV2Nonce, nonce)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatalf("post callback: %v", err)
@@ -259,9 +260,11 @@ func TestMetricsCountDelivery(t *testing.T) {
 	env.mustCallback(t, 200, status(d, storage.StatusSent, 2), "")
 	env.mustCallback(t, 200, status(d, storage.StatusUndelivered, 3, "ErrorCode", "30"), "")
 	// Repeats: Plivo's retry of A's delivered report (same fields, new
-	// nonce) is a duplicate; the same request again is a replay.
+	// nonce) is a duplicate, and so is the same request again (same nonce,
+	// same bytes); that nonce with another body is a replay.
 	env.mustCallback(t, 200, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
-	env.mustCallback(t, 403, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
+	env.mustCallback(t, 200, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
+	env.mustCallback(t, 403, delivered(a, 4, 4*time.Second), "retry-nonce-0001")
 	// B ends undelivered after delivered: stored, a new status event, but B
 	// was already final and is not counted again.
 	env.mustCallback(t, 200, status(b, storage.StatusUndelivered, 4, "ErrorCode", "030"), "")
@@ -270,8 +273,8 @@ func TestMetricsCountDelivery(t *testing.T) {
 	env.mustCallback(t, 400, url.Values{"MessageUUID": {f}}, "")
 	req, _ := http.NewRequest(http.MethodPost, env.url+"/plivo/callback", strings.NewReader(status(f, "sent", 2).Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set(HeaderSignatureV2, "Zm9yZ2Vk")
-	req.Header.Set(HeaderSignatureV2Nonce, "forged-nonce")
+	req.Header.Set(protocol.HeaderSignatureV2, "Zm9yZ2Vk")
+	req.Header.Set(protocol.HeaderSignatureV2Nonce, "forged-nonce")
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 403 {
 		t.Fatalf("forged callback: %v %v, want 403", resp, err)
 	} else {
@@ -285,7 +288,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 		want   float64
 	}{
 		{"plivo_dlr_callbacks_total", []string{"result=stored"}, 15},
-		{"plivo_dlr_callbacks_total", []string{"result=duplicate"}, 1},
+		{"plivo_dlr_callbacks_total", []string{"result=duplicate"}, 2},
 		{"plivo_dlr_callbacks_total", []string{"result=replayed"}, 1},
 		{"plivo_dlr_callbacks_total", []string{"result=invalid_signature"}, 1},
 		{"plivo_dlr_callbacks_total", []string{"result=malformed"}, 1},
@@ -329,8 +332,8 @@ func TestMetricsCountDelivery(t *testing.T) {
 		}
 	})
 	t.Run("callback duration", func(t *testing.T) {
-		if got := series(mfs, "plivo_dlr_callback_duration_seconds").GetHistogram().GetSampleCount(); got != 19 {
-			t.Errorf("count: got %d, want 19 (every callback)", got)
+		if got := series(mfs, "plivo_dlr_callback_duration_seconds").GetHistogram().GetSampleCount(); got != 20 {
+			t.Errorf("count: got %d, want 20 (every callback)", got)
 		}
 	})
 	t.Run("storage commits", func(t *testing.T) {
@@ -368,7 +371,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 		for name, want := range map[string]int{
 			"plivo_dlr_status_events_total":  len(metricStatuses),
 			"plivo_dlr_messages_final_total": len(finalStatuses),
-			"plivo_dlr_error_codes_total":    len(PlivoErrorCodes) + 1,
+			"plivo_dlr_error_codes_total":    len(protocol.ErrorCodes) + 1,
 		} {
 			if n := len(mfs[name].GetMetric()); n != want {
 				t.Errorf("%s has %d series, want %d", name, n, want)
@@ -635,7 +638,9 @@ func BenchmarkMetricsPerCallback(b *testing.B) {
 	r := q.Add(5 * time.Second)
 	ev := storage.Event{MessageUUID: "a0000000-0000-4000-8000-000000000001", Status: storage.StatusDelivered}
 	res := storage.ApplyResult{BecameTerminal: true, StatusChanged: true, Message: storage.Message{
-		Status: storage.StatusDelivered, ErrorCode: "000", QueuedTime: &q, DeliveryReportTime: &r,
+		Status:    storage.StatusDelivered,
+		ErrorCode: "000",
+		Details:   storage.Details{QueuedTime: &q, DeliveryReportTime: &r},
 	}}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -10,6 +10,7 @@ import (
 
 	plivo "github.com/plivo/plivo-go/v7"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -238,13 +239,10 @@ func (s *Server) reconcileMessage(m storage.Message) (string, error) {
 // payload keeps its fields under Plivo's names.
 func eventFromPlivoMessage(pm *plivo.Message) storage.Event {
 	ev := storage.Event{
-		Status:      normaliseStatus(pm.MessageState),
-		ErrorCode:   pm.ErrorCode,
-		From:        pm.FromNumber,
-		To:          pm.ToNumber,
-		Type:        pm.MessageType,
-		TotalAmount: pm.TotalAmount,
-		Payload:     map[string]string{},
+		Status:    protocol.NormaliseStatus(pm.MessageState),
+		ErrorCode: pm.ErrorCode,
+		Payload:   map[string]string{},
+		Details:   storage.Details{From: pm.FromNumber, To: pm.ToNumber, Type: pm.MessageType, TotalAmount: pm.TotalAmount},
 	}
 	// Plivo reports "000" (or 0) for no error on successful messages.
 	if !storage.IsTerminal(ev.Status) || ev.Status == storage.StatusDelivered {
@@ -252,10 +250,10 @@ func eventFromPlivoMessage(pm *plivo.Message) storage.Event {
 			ev.ErrorCode = ""
 		}
 	}
-	ev.MessageTime, _ = storage.ParsePlivoTime(pm.MessageTime)
-	ev.SentTime, _ = storage.ParsePlivoTime(pm.MessageSentTime)
+	ev.MessageTime, _ = protocol.ParseTime(pm.MessageTime)
+	ev.SentTime, _ = protocol.ParseTime(pm.MessageSentTime)
 	if storage.IsTerminal(ev.Status) {
-		ev.DeliveryReportTime, _ = storage.ParsePlivoTime(pm.MessageUpdatedTime)
+		ev.DeliveryReportTime, _ = protocol.ParseTime(pm.MessageUpdatedTime)
 	}
 	for k, v := range map[string]string{
 		"message_state":        pm.MessageState,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"plivo-dlr/app/sandbox"
 	"plivo-dlr/storage"
 )
 
@@ -56,13 +57,13 @@ func sendOne(tb testing.TB, env *sendEnv, to string) string {
 // TestReconcileFixesLostCallbacks: the sandbox delivers the message but
 // posts no callback; after reconcile.after the lookup stores the truth.
 func TestReconcileFixesLostCallbacks(t *testing.T) {
-	sb, err := StartSandbox(SandboxOptions{Step: time.Millisecond, NoCallbacks: true, Chaos: -1, Seed: 1})
+	sb, err := sandbox.Start(sandbox.Options{Step: time.Millisecond, NoCallbacks: true, Chaos: -1, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
 	cfg := DefaultConfig()
-	sb.Configure(&cfg)
+	configureForSandbox(&cfg, sb)
 	clock := newManualClock()
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile, Sandbox: true})
 	uuid := sendOne(t, env, "+14155550199")

@@ -1,177 +1,33 @@
 package app
 
 import (
-	"context"
 	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"github.com/google/uuid"
 	"io"
-	"log/slog"
-	mrand "math/rand/v2"
-	"net"
-	"net/http"
-	"net/url"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
-	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"plivo-dlr/app/sandbox"
 )
 
-// SandboxOptions tune the simulated Plivo. Zero values take defaults.
-type SandboxOptions struct {
-	// FailureShare is the fraction of messages that end undelivered or
-	// failed. It is exact over each block of 100 messages (a shuffled
-	// allocation, not an independent draw per message).
-	FailureShare float64
-	// Step is the simulated network's time unit: "queued" is posted at once,
-	// "sent" about one Step later, the final status one to two Steps after
-	// that. Default 1s; tests use milliseconds.
-	Step time.Duration
-	// Chaos is the probability that a message's callbacks arrive out of
-	// order or one of them twice, as on the real network. Default 0.05;
-	// negative means never.
-	Chaos float64
-	// Seed makes the draws repeatable; 0 picks a random seed.
-	Seed uint64
-	// NoCallbacks accepts messages and advances their state (visible to
-	// message lookups) without posting any callback: lost callbacks.
-	NoCallbacks bool
-	// Logger receives the sandbox's own logs; nil discards them.
-	Logger *slog.Logger
-}
-
-// sandboxBlock is the allocation block over which FailureShare is exact.
-const sandboxBlock = 100
-
-// sandboxMaxMessages bounds the messages the sandbox remembers for lookups.
-const sandboxMaxMessages = 100_000
-
-// Plivo's error codes the sandbox uses: undelivered ones (the carrier could
-// not deliver) and failed ones (Plivo did not send).
-var (
-	sandboxUndeliveredCodes = []string{"20", "70", "80", "90", "100", "420", "1000"}
-	sandboxFailedCodes      = []string{"30", "40", "50", "200", "300"}
-)
-
-// Sandbox is an in-process fake of Plivo's message API, served over real
-// HTTP on a loopback port, which posts signed delivery callbacks like Plivo.
-// It lets the whole flow run with no Plivo account.
-type Sandbox struct {
-	opts      SandboxOptions
-	log       *slog.Logger
-	authID    string
-	authToken string
-	ln        net.Listener
-	srv       *http.Server
-	client    *http.Client
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	// wg counts the goroutines simulating messages; Close waits for them.
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
-
-	mu       sync.Mutex
-	rng      *mrand.Rand
-	msgs     map[string]*sandboxMessage
-	order    []string // message UUIDs, oldest first, for eviction
-	outcomes []string // current allocation block
-	next     int
-}
-
-// sandboxMessage is the simulated state of one message.
-type sandboxMessage struct {
-	UUID, From, To, Type   string
-	Status, ErrorCode      string
-	MessageTime, SentTime  time.Time
-	UpdatedTime            time.Time
-	callbackURL, cbMethod  string
-	outcome                string
-	sequence               int
-	chaosSwap, chaosRepeat bool
-}
-
-// StartSandbox generates credentials and starts the fake API on 127.0.0.1.
-func StartSandbox(opts SandboxOptions) (*Sandbox, error) {
-	if opts.Step <= 0 {
-		opts.Step = time.Second
-	}
-	if opts.Chaos == 0 {
-		opts.Chaos = 0.05
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	seed := opts.Seed
-	if seed == 0 {
-		seed = mrand.Uint64()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("start sandbox: %w", err)
-	}
-	sb := &Sandbox{
-		opts:      opts,
-		log:       opts.Logger.With("component", "sandbox"),
-		authID:    "MA" + randomAlnum(18),
-		authToken: randomAlnum(40),
-		ln:        ln,
-		client:    &http.Client{Timeout: 10 * time.Second},
-		rng:       mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		msgs:      map[string]*sandboxMessage{},
-	}
-	sb.ctx, sb.cancel = context.WithCancel(context.Background())
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/Account/{auth_id}/Message/{$}", sb.handleCreate)
-	mux.HandleFunc("GET /v1/Account/{auth_id}/Message/{uuid}/{$}", sb.handleGet)
-	sb.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		// Serve returns when Close closes the listener.
-		if err := sb.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			sb.log.Error("sandbox api stopped", "err", err)
-		}
-	}()
-	return sb, nil
-}
-
-// URL is the base URL of the fake API, for plivo.api_url.
-func (sb *Sandbox) URL() string { return "http://" + sb.ln.Addr().String() + "/" }
-
-// AuthID is the generated Plivo auth id.
-func (sb *Sandbox) AuthID() string { return sb.authID }
-
-// AuthToken is the generated Plivo auth token; callbacks are signed with it.
-func (sb *Sandbox) AuthToken() string { return sb.authToken }
-
-// SandboxSourceNumber is the sender used when none is configured: a
-// fictional US number (555-01xx).
-const SandboxSourceNumber = "+14155550100"
-
-// Configure points cfg's Plivo section at the sandbox: its URL and
+// configureForSandbox points cfg's Plivo section at sb: its URL and
 // credentials (replacing any real ones, so real callbacks cannot mix in),
 // and a source number when none is set.
-func (sb *Sandbox) Configure(cfg *Config) {
+func configureForSandbox(cfg *Config, sb *sandbox.Sandbox) {
 	cfg.Plivo.APIURL = sb.URL()
-	cfg.Plivo.AuthID = sb.authID
-	cfg.Plivo.AuthToken = Secret(sb.authToken)
+	cfg.Plivo.AuthID = sb.AuthID()
+	cfg.Plivo.AuthToken = Secret(sb.AuthToken())
 	cfg.Plivo.ExtraAuthTokens = nil
 	if cfg.Plivo.SourceNumber == "" {
-		cfg.Plivo.SourceNumber = SandboxSourceNumber
+		cfg.Plivo.SourceNumber = sandbox.SourceNumber
 	}
 }
 
-// SandboxDataDir is where serve --sandbox keeps its data: beside the
+// sandboxDataDir is where serve --sandbox keeps its data: beside the
 // configured data_dir, never in it (./data-sandbox by default), so simulated
 // messages never mix with real ones.
-func SandboxDataDir(dataDir string) string { return filepath.Clean(dataDir) + "-sandbox" }
+func sandboxDataDir(dataDir string) string { return filepath.Clean(dataDir) + "-sandbox" }
 
 // SandboxLogin is what the sandbox banner shows to get in.
 type SandboxLogin struct {
@@ -182,16 +38,16 @@ type SandboxLogin struct {
 	APIToken string
 }
 
-// ConfigureServe prepares cfg for serve --sandbox: Plivo pointed at the
-// sandbox (see Configure), data in SandboxDataDir, and, when none is
-// configured, a dashboard password and an API token generated for this run
-// (printing them is fine: they guard simulated data on loopback).
-func (sb *Sandbox) ConfigureServe(cfg *Config) (SandboxLogin, error) {
-	sb.Configure(cfg)
-	cfg.Server.DataDir = SandboxDataDir(cfg.Server.DataDir)
+// ConfigureSandbox prepares cfg for serve --sandbox: Plivo pointed at sb,
+// data in sandboxDataDir, and, when none is configured, a dashboard
+// password and an API token generated for this run (printing them is fine:
+// they guard simulated data on loopback).
+func ConfigureSandbox(cfg *Config, sb *sandbox.Sandbox) (SandboxLogin, error) {
+	configureForSandbox(cfg, sb)
+	cfg.Server.DataDir = sandboxDataDir(cfg.Server.DataDir)
 	login := SandboxLogin{Username: cfg.Dashboard.Username}
 	if cfg.Dashboard.PasswordHash == "" {
-		login.Password = randomAlnum(16)
+		login.Password = rand.Text()
 		h, err := bcrypt.GenerateFromPassword([]byte(login.Password), bcrypt.DefaultCost)
 		if err != nil {
 			return login, fmt.Errorf("hash sandbox password: %w", err)
@@ -199,7 +55,7 @@ func (sb *Sandbox) ConfigureServe(cfg *Config) (SandboxLogin, error) {
 		cfg.Dashboard.PasswordHash = Secret(h)
 	}
 	if len(cfg.Dashboard.APITokens) == 0 {
-		cfg.Dashboard.APITokens = []Secret{Secret(randomAlnum(32))}
+		cfg.Dashboard.APITokens = []Secret{Secret(rand.Text())}
 	}
 	login.APIToken = string(cfg.Dashboard.APITokens[0])
 	return login, nil
@@ -224,413 +80,4 @@ func (l SandboxLogin) WriteBanner(w io.Writer, cfg Config) {
 
 `, cfg.Server.DataDir, cfg.EffectivePublicURL(), l.Username, password, l.APIToken, l.APIToken, 100*cfg.Sandbox.FailureShare)
 	writeForwardHint(w, cfg)
-}
-
-// Close stops the API and every pending callback, and waits for them. It
-// may be called more than once.
-func (sb *Sandbox) Close() error {
-	sb.closeOnce.Do(func() {
-		sb.cancel()
-		if err := sb.srv.Close(); err != nil {
-			sb.closeErr = fmt.Errorf("close sandbox: %w", err)
-		}
-		sb.wg.Wait()
-		// Idle keep-alive connections (some never used: Go's transport
-		// dials spares) would hold up the server's graceful shutdown.
-		sb.client.CloseIdleConnections()
-	})
-	return sb.closeErr
-}
-
-// plivoAPIError answers like Plivo: {"api_id": ..., "error": reason}.
-func plivoAPIError(w http.ResponseWriter, code int, reason string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"api_id": newUUID(), "error": reason})
-}
-
-// authorized checks basic auth and the account in the path like Plivo.
-func (sb *Sandbox) authorized(w http.ResponseWriter, r *http.Request) bool {
-	id, token, ok := r.BasicAuth()
-	if !ok || subtle.ConstantTimeCompare([]byte(id), []byte(sb.authID)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(token), []byte(sb.authToken)) != 1 {
-		w.Header().Set("WWW-Authenticate", `Basic realm="plivo-dlr sandbox"`)
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = io.WriteString(w, "Could not verify your access level for that URL.\nYou have to login with proper credentials")
-		return false
-	}
-	if r.PathValue("auth_id") != sb.authID {
-		plivoAPIError(w, http.StatusNotFound, "account not found")
-		return false
-	}
-	return true
-}
-
-// sandboxCreate is Plivo's message create body (plivo-go sends JSON).
-type sandboxCreate struct {
-	Src       string   `json:"src"`
-	Dst       string   `json:"dst"`
-	Text      string   `json:"text"`
-	Type      string   `json:"type"`
-	URL       string   `json:"url"`
-	Method    string   `json:"method"`
-	MediaURLs []string `json:"media_urls"`
-}
-
-func (sb *Sandbox) handleCreate(w http.ResponseWriter, r *http.Request) {
-	if !sb.authorized(w, r) {
-		return
-	}
-	var req sandboxCreate
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		plivoAPIError(w, http.StatusBadRequest, "invalid JSON body")
-		return
-	}
-	if req.Type == "" {
-		req.Type = "sms"
-	}
-	switch {
-	case req.Src == "":
-		plivoAPIError(w, http.StatusBadRequest, "src parameter not present")
-		return
-	case req.Dst == "":
-		plivoAPIError(w, http.StatusBadRequest, "dst parameter not present")
-		return
-	case req.Type != "sms" && req.Type != "mms":
-		plivoAPIError(w, http.StatusBadRequest, "invalid type: "+req.Type)
-		return
-	case req.Type == "sms" && req.Text == "":
-		plivoAPIError(w, http.StatusBadRequest, "text parameter not present")
-		return
-	case req.Type == "mms" && len(req.MediaURLs) == 0:
-		plivoAPIError(w, http.StatusBadRequest, "media_urls required for mms")
-		return
-	}
-	if req.Method == "" {
-		req.Method = http.MethodPost
-	}
-	dsts := strings.Split(req.Dst, "<")
-	now := time.Now().UTC()
-	uuids := make([]string, 0, len(dsts))
-	sb.mu.Lock()
-	for _, dst := range dsts {
-		m := &sandboxMessage{
-			UUID: newMessageUUID(), From: strings.TrimPrefix(req.Src, "+"), To: strings.TrimPrefix(dst, "+"), Type: req.Type,
-			Status: "queued", MessageTime: now, UpdatedTime: now,
-			callbackURL: req.URL, cbMethod: strings.ToUpper(req.Method),
-			outcome: sb.nextOutcomeLocked(),
-		}
-		if sb.rng.Float64() < sb.opts.Chaos {
-			if sb.rng.IntN(2) == 0 {
-				m.chaosSwap = true
-			} else {
-				m.chaosRepeat = true
-			}
-		}
-		sb.rememberLocked(m)
-		uuids = append(uuids, m.UUID)
-		sb.wg.Add(1)
-		go sb.simulate(m)
-	}
-	sb.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusAccepted)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"api_id": newUUID(), "message": "message(s) queued", "message_uuid": uuids,
-	})
-}
-
-// nextOutcomeLocked takes the next final status from the shuffled block,
-// refilling it every sandboxBlock messages.
-func (sb *Sandbox) nextOutcomeLocked() string {
-	if sb.next >= len(sb.outcomes) {
-		fail := int(sb.opts.FailureShare*sandboxBlock + 0.5)
-		sb.outcomes = make([]string, sandboxBlock)
-		for i := range sb.outcomes {
-			switch {
-			case i >= fail:
-				sb.outcomes[i] = "delivered"
-			case i%3 == 2:
-				sb.outcomes[i] = "failed"
-			default:
-				sb.outcomes[i] = "undelivered"
-			}
-		}
-		sb.rng.Shuffle(len(sb.outcomes), func(i, j int) {
-			sb.outcomes[i], sb.outcomes[j] = sb.outcomes[j], sb.outcomes[i]
-		})
-		sb.next = 0
-	}
-	o := sb.outcomes[sb.next]
-	sb.next++
-	return o
-}
-
-func (sb *Sandbox) rememberLocked(m *sandboxMessage) {
-	if len(sb.order) >= sandboxMaxMessages {
-		delete(sb.msgs, sb.order[0])
-		sb.order = sb.order[1:]
-	}
-	sb.msgs[m.UUID] = m
-	sb.order = append(sb.order, m.UUID)
-}
-
-// simulate moves one message through its statuses, posting a callback at
-// each step. It exits when the message is final or the sandbox closes.
-func (sb *Sandbox) simulate(m *sandboxMessage) {
-	defer sb.wg.Done()
-	step := sb.opts.Step
-	sb.mu.Lock()
-	jitter := time.Duration(sb.rng.Int64N(int64(step)))
-	code := ""
-	switch m.outcome {
-	case "failed":
-		code = sandboxFailedCodes[sb.rng.IntN(len(sandboxFailedCodes))]
-	case "undelivered":
-		code = sandboxUndeliveredCodes[sb.rng.IntN(len(sandboxUndeliveredCodes))]
-	}
-	sb.mu.Unlock()
-
-	type stage struct {
-		wait   time.Duration
-		status string
-	}
-	// "queued" waits a moment so the create answer, which Plivo also sends
-	// first, usually reaches the sender before the callback does.
-	stages := []stage{{step / 20, "queued"}}
-	if m.outcome == "failed" {
-		// Plivo never sends a message it failed to dispatch.
-		stages = append(stages, stage{step, "failed"})
-	} else {
-		stages = append(stages, stage{step, "sent"}, stage{step + jitter, m.outcome})
-	}
-	var pending []url.Values
-	for _, st := range stages {
-		if !sleepCtx(sb.ctx, st.wait) {
-			return
-		}
-		params := sb.advance(m, st.status, code)
-		pending = append(pending, params)
-		if m.chaosSwap && st.status == "sent" {
-			continue // posted after the final status: out of order
-		}
-		sb.post(m, params)
-		if m.chaosRepeat && len(pending) == 2 {
-			sb.post(m, params) // a duplicate, as after a lost acknowledgement
-		}
-	}
-	if m.chaosSwap && len(pending) == 3 {
-		sb.post(m, pending[1])
-	}
-}
-
-// advance sets m's status and returns the callback parameters for it.
-func (sb *Sandbox) advance(m *sandboxMessage, status, code string) url.Values {
-	sb.mu.Lock()
-	defer sb.mu.Unlock()
-	now := time.Now().UTC()
-	m.Status, m.UpdatedTime = status, now
-	m.sequence++
-	if status == "sent" {
-		m.SentTime = now
-	}
-	if status == "failed" || status == "undelivered" {
-		m.ErrorCode = code
-	}
-	p := url.Values{}
-	set := func(k, v string) { p.Set(k, v) }
-	set("MessageUUID", m.UUID)
-	set("ParentMessageUUID", m.UUID)
-	set("From", m.From)
-	set("To", m.To)
-	set("Type", m.Type)
-	set("Status", status)
-	set("ErrorCode", m.ErrorCode)
-	set("Units", "1")
-	set("TotalRate", "0.00500")
-	set("TotalAmount", "0.00500")
-	set("MCC", "310")
-	set("MNC", "260")
-	set("PartInfo", "1 of 1")
-	set("Sequence", strconv.Itoa(m.sequence))
-	set("PowerpackUUID", "")
-	set("MessageTime", plivoTime(m.MessageTime))
-	set("QueuedTime", plivoTime(m.MessageTime))
-	set("SentTime", plivoTime(m.SentTime))
-	dr := time.Time{}
-	if status == "delivered" || status == "undelivered" || status == "failed" {
-		dr = now
-	}
-	set("DeliveryReportTime", plivoTime(dr))
-	return p
-}
-
-// plivoTime formats t like Plivo's callbacks; zero is "".
-func plivoTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format("2006-01-02 15:04:05.000000")
-}
-
-// post delivers one callback, signed like Plivo (V2, Ma-V2, V3, Ma-V3, each
-// with a fresh nonce), retrying like Plivo when it gets no 2xx.
-func (sb *Sandbox) post(m *sandboxMessage, params url.Values) {
-	if sb.opts.NoCallbacks || m.callbackURL == "" {
-		return
-	}
-	// Plivo retries after 60 s, 120 s and 240 s; scaled by Step here.
-	retries := []time.Duration{0, 2 * sb.opts.Step, 4 * sb.opts.Step, 8 * sb.opts.Step}
-	for i, wait := range retries {
-		if !sleepCtx(sb.ctx, wait) {
-			return
-		}
-		err := sb.send(m, params)
-		if err == nil {
-			return
-		}
-		sb.log.Warn("sandbox callback failed", "message_uuid", m.UUID, "status", params.Get("Status"),
-			"attempt", i+1, "err", err)
-	}
-}
-
-func (sb *Sandbox) send(m *sandboxMessage, params url.Values) error {
-	target, body := m.callbackURL, params.Encode()
-	method := http.MethodPost
-	var v3Params url.Values
-	if m.cbMethod == http.MethodGet {
-		method = http.MethodGet
-		sep := "?"
-		if strings.Contains(target, "?") {
-			sep = "&"
-		}
-		target, body = target+sep+body, ""
-	} else {
-		v3Params = params
-	}
-	nonceV2, nonceV3 := randomDigits(20), randomDigits(20)
-	v2, err := ComputeSignatureV2(sb.authToken, target, nonceV2)
-	if err != nil {
-		return err
-	}
-	v3, err := ComputeSignatureV3(sb.authToken, method, target, nonceV3, v3Params)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(sb.ctx, method, target, strings.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("build callback: %w", err)
-	}
-	if method == http.MethodPost {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	req.Header.Set("User-Agent", "PlivoSandbox")
-	req.Header.Set(HeaderSignatureV2, v2)
-	req.Header.Set(HeaderSignatureMaV2, v2)
-	req.Header.Set(HeaderSignatureV2Nonce, nonceV2)
-	req.Header.Set(HeaderSignatureV3, v3)
-	req.Header.Set(HeaderSignatureMaV3, v3)
-	req.Header.Set(HeaderSignatureV3Nonce, nonceV3)
-	resp, err := sb.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post callback: %w", err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("post callback: answered %s", resp.Status)
-	}
-	return nil
-}
-
-// sandboxMessageJSON is Plivo's message resource (GET .../Message/{uuid}/).
-type sandboxMessageJSON struct {
-	APIID              string `json:"api_id"`
-	ErrorCode          string `json:"error_code"`
-	ErrorMessage       string `json:"error_message"`
-	FromNumber         string `json:"from_number"`
-	MessageDirection   string `json:"message_direction"`
-	MessageState       string `json:"message_state"`
-	MessageTime        string `json:"message_time"`
-	MessageType        string `json:"message_type"`
-	MessageUUID        string `json:"message_uuid"`
-	ResourceURI        string `json:"resource_uri"`
-	ToNumber           string `json:"to_number"`
-	TotalAmount        string `json:"total_amount"`
-	TotalRate          string `json:"total_rate"`
-	Units              int    `json:"units"`
-	MessageSentTime    string `json:"message_sent_time"`
-	MessageUpdatedTime string `json:"message_updated_time"`
-}
-
-func (sb *Sandbox) handleGet(w http.ResponseWriter, r *http.Request) {
-	if !sb.authorized(w, r) {
-		return
-	}
-	uuid := r.PathValue("uuid")
-	sb.mu.Lock()
-	m, ok := sb.msgs[uuid]
-	var out sandboxMessageJSON
-	if ok {
-		// Plivo's message resource writes times with a zone offset.
-		ts := func(t time.Time) string {
-			if t.IsZero() {
-				return ""
-			}
-			return t.UTC().Format("2006-01-02 15:04:05.000000-07:00")
-		}
-		out = sandboxMessageJSON{
-			APIID: newUUID(), ErrorCode: m.ErrorCode, FromNumber: m.From, MessageDirection: "outbound",
-			MessageState: m.Status, MessageTime: ts(m.MessageTime), MessageType: m.Type, MessageUUID: m.UUID,
-			ResourceURI: "/v1/Account/" + sb.authID + "/Message/" + m.UUID + "/",
-			ToNumber:    m.To, TotalAmount: "0.00500", TotalRate: "0.00500", Units: 1,
-			MessageSentTime: ts(m.SentTime), MessageUpdatedTime: ts(m.UpdatedTime),
-		}
-	}
-	sb.mu.Unlock()
-	if !ok {
-		plivoAPIError(w, http.StatusNotFound, "Message not found")
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
-}
-
-// newMessageUUID returns a time-based (version 1) UUID, the kind Plivo gives
-// messages ("0c7e1a42-2f61-11ef-a3d5-0242ac120003"); the store keeps such
-// keys time-ordered, so the sandbox exercises the same write pattern.
-func newMessageUUID() string {
-	if id, err := uuid.NewUUID(); err == nil {
-		return id.String()
-	}
-	return newUUID()
-}
-
-// newUUID returns a random (version 4) UUID, as Plivo uses for api_id.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-// randomAlnum returns n random uppercase letters and digits (crypto/rand).
-func randomAlnum(n int) string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	return randomFrom(alphabet, n)
-}
-
-func randomDigits(n int) string { return randomFrom("0123456789", n) }
-
-func randomFrom(alphabet string, n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	for i := range b {
-		// 256 is not a multiple of 36; the slight bias is irrelevant for ids.
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b)
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,18 +14,20 @@ import (
 	plivo "github.com/plivo/plivo-go/v7"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"plivo-dlr/app/apiclient"
+	"plivo-dlr/app/sandbox"
 	"plivo-dlr/storage"
 )
 
 // startSandboxServer runs a sandbox and a real server configured for it.
-func startSandboxServer(tb testing.TB, opts SandboxOptions) (*Sandbox, *sendEnv) {
+func startSandboxServer(tb testing.TB, opts sandbox.Options) (*sandbox.Sandbox, *sendEnv) {
 	tb.Helper()
-	sb, err := StartSandbox(opts)
+	sb, err := sandbox.Start(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg := DefaultConfig()
-	sb.Configure(&cfg)
+	configureForSandbox(&cfg, sb)
 	env := startSendServer(tb, cfg, Options{Sandbox: true})
 	// Cleanups run last-in first-out: the sandbox stops posting before the
 	// server shuts down.
@@ -50,12 +51,12 @@ type streamFrameJSON struct {
 // WebSocket client, with exactly the configured failure share.
 func TestSandboxEndToEnd(t *testing.T) {
 	const total, failureShare = 100, 0.2
-	_, env := startSandboxServer(t, SandboxOptions{FailureShare: failureShare, Step: 10 * time.Millisecond, Chaos: 0.2, Seed: 7})
+	_, env := startSandboxServer(t, sandbox.Options{FailureShare: failureShare, Step: 10 * time.Millisecond, Chaos: 0.2, Seed: 7})
 
 	code, body := env.api(t, http.MethodGet, "/api/config", nil)
 	var sc sendConfig
-	if err := json.Unmarshal(body, &sc); code != 200 || err != nil || !sc.SendingEnabled || !sc.Sandbox || sc.SourceNumber != SandboxSourceNumber {
-		t.Fatalf("GET /api/config: got %d %s, want sending enabled in sandbox from %s", code, body, SandboxSourceNumber)
+	if err := json.Unmarshal(body, &sc); code != 200 || err != nil || !sc.SendingEnabled || !sc.Sandbox || sc.SourceNumber != sandbox.SourceNumber {
+		t.Fatalf("GET /api/config: got %d %s, want sending enabled in sandbox from %s", code, body, sandbox.SourceNumber)
 	}
 
 	wsURL := "ws" + strings.TrimPrefix(env.url, "http") + "/ws?since=0"
@@ -113,8 +114,8 @@ func TestSandboxEndToEnd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				got, err := SendViaAPI(t.Context(), env.url, sendTestToken,
-					SendRequest{To: Recipients{fmt.Sprintf("+1415555%04d", i)}, Text: fmt.Sprintf("message %d", i)})
+				got, err := newAPIClient(t, env.url, sendTestToken).Send(t.Context(),
+					apiclient.SendRequest{To: []string{fmt.Sprintf("+1415555%04d", i)}, Text: fmt.Sprintf("message %d", i)})
 				if err != nil || len(got.MessageUUIDs) != 1 {
 					errs <- fmt.Errorf("send %d: got %+v, %v", i, got, err)
 					continue
@@ -217,7 +218,7 @@ func TestSandboxEndToEnd(t *testing.T) {
 		if d.Message.Status != storage.StatusDelivered && d.Message.ErrorCode == "" {
 			t.Errorf("%s: got status %q without an error code, want Plivo's code", uuid, d.Message.Status)
 		}
-		if d.Message.Text == "" || d.Message.From != strings.TrimPrefix(SandboxSourceNumber, "+") {
+		if d.Message.Text == "" || d.Message.From != strings.TrimPrefix(sandbox.SourceNumber, "+") {
 			t.Errorf("%s: got text %q from %q, want the sent text from the sandbox number", uuid, d.Message.Text, d.Message.From)
 		}
 	}
@@ -240,7 +241,7 @@ func TestSandboxEndToEnd(t *testing.T) {
 // TestSandboxAPI checks the fake API's contract with the real plivo-go
 // client: credentials, validation errors, create and get.
 func TestSandboxAPI(t *testing.T) {
-	sb, err := StartSandbox(SandboxOptions{Step: time.Millisecond, NoCallbacks: true, Chaos: -1})
+	sb, err := sandbox.Start(sandbox.Options{Step: time.Millisecond, NoCallbacks: true, Chaos: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,22 +291,3 @@ func TestSandboxAPI(t *testing.T) {
 		t.Errorf("get unknown: got %v, want Plivo 404", err)
 	}
 }
-
-// TestSandboxFailureShare: the allocation is exact over every block of 100.
-func TestSandboxFailureShare(t *testing.T) {
-	for _, share := range []float64{0, 0.1, 0.37, 1} {
-		t.Run(fmt.Sprint(share), func(t *testing.T) {
-			sb := &Sandbox{opts: SandboxOptions{FailureShare: share}, rng: newTestRand()}
-			counts := map[string]int{}
-			for range 3 * sandboxBlock {
-				counts[sb.nextOutcomeLocked()]++
-			}
-			want := 3 * int(share*sandboxBlock+0.5)
-			if got := counts["failed"] + counts["undelivered"]; got != want {
-				t.Errorf("failures in 300: got %d (%v), want %d", got, counts, want)
-			}
-		})
-	}
-}
-
-func newTestRand() *mrand.Rand { return mrand.New(mrand.NewPCG(1, 2)) }

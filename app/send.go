@@ -1,16 +1,13 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -288,11 +285,6 @@ func (s *Server) recordSent(msg preparedSend, apiID string, uuids []string, prin
 			Status:      storage.StatusQueued,
 			Source:      storage.SourceSend,
 			ReceivedAt:  now,
-			From:        msg.params.Src,
-			To:          to,
-			Type:        msg.Type,
-			Text:        msg.params.Text,
-			MediaURLs:   msg.params.MediaUrls,
 			Payload: map[string]string{
 				"api_id":  apiID,
 				"sent_by": principal,
@@ -300,6 +292,8 @@ func (s *Server) recordSent(msg preparedSend, apiID string, uuids []string, prin
 				"to":      to,
 				"type":    msg.Type,
 			},
+			Details: storage.Details{From: msg.params.Src, To: to, Type: msg.Type},
+			Content: storage.Content{Text: msg.params.Text, MediaURLs: msg.params.MediaUrls},
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), applyTimeout)
 		// The store's writer tells the notifiers, in cursor order.
@@ -309,46 +303,4 @@ func (s *Server) recordSent(msg preparedSend, apiID string, uuids []string, prin
 			s.log.Error("record sent message", "message_uuid", uuid, "err", err)
 		}
 	}
-}
-
-// SendViaAPI sends req through a running server's POST /api/messages, for
-// the send command. A refusal is an error carrying the server's reason.
-func SendViaAPI(ctx context.Context, serverURL, token string, req SendRequest) (SendResponse, error) {
-	body, err := json.Marshal(req)
-	if err != nil {
-		return SendResponse{}, fmt.Errorf("encode request: %w", err)
-	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(serverURL, "/")+"/api/messages", bytes.NewReader(body))
-	if err != nil {
-		return SendResponse{}, fmt.Errorf("build request: %w", err)
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+token)
-	}
-	// Plivo may take up to plivoTimeout to answer the server.
-	client := &http.Client{Timeout: plivoTimeout + 15*time.Second}
-	resp, err := client.Do(hreq)
-	if err != nil {
-		return SendResponse{}, connectError(serverURL, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return SendResponse{}, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusAccepted {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return SendResponse{}, fmt.Errorf("server answered %d: %s%s", resp.StatusCode, e.Error, statusHint(resp.StatusCode))
-		}
-		return SendResponse{}, fmt.Errorf("server answered %s%s", resp.Status, statusHint(resp.StatusCode))
-	}
-	var out SendResponse
-	if err := json.Unmarshal(data, &out); err != nil {
-		return SendResponse{}, fmt.Errorf("decode answer: %w", err)
-	}
-	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"plivo-dlr/app/apiclient"
 	"plivo-dlr/storage"
 )
 
@@ -477,15 +478,15 @@ func TestSendViaAPI(t *testing.T) {
 	fake := newFakePlivo(t)
 	env := startSendServer(t, fakePlivoConfig(fake), Options{})
 	ctx := context.Background()
-	got, err := SendViaAPI(ctx, env.url, sendTestToken, SendRequest{To: Recipients{"+14155550199"}, Text: "cli"})
+	got, err := newAPIClient(t, env.url, sendTestToken).Send(ctx, apiclient.SendRequest{To: []string{"+14155550199"}, Text: "cli"})
 	if err != nil || len(got.MessageUUIDs) != 1 || got.MessageUUIDs[0] != "uuid-1" {
-		t.Errorf("SendViaAPI: got %+v, %v, want uuid-1", got, err)
+		t.Errorf("Send: got %+v, %v, want uuid-1", got, err)
 	}
-	_, err = SendViaAPI(ctx, env.url, sendTestToken, SendRequest{To: Recipients{"12"}, Text: "cli"})
+	_, err = newAPIClient(t, env.url, sendTestToken).Send(ctx, apiclient.SendRequest{To: []string{"12"}, Text: "cli"})
 	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "to: \"12\" is not a phone number") {
 		t.Errorf("bad number: got %v, want the server's 400 reason", err)
 	}
-	_, err = SendViaAPI(ctx, env.url, "wrong-token-0123456789", SendRequest{To: Recipients{"+14155550199"}, Text: "cli"})
+	_, err = newAPIClient(t, env.url, "wrong-token-0123456789").Send(ctx, apiclient.SendRequest{To: []string{"+14155550199"}, Text: "cli"})
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("bad token: got %v, want 401", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"plivo-dlr/app/forward"
+	"plivo-dlr/app/hub"
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -47,7 +49,7 @@ type Server struct {
 	store    *storage.Store
 	log      *slog.Logger
 	now      func() time.Time
-	verifier *SignatureVerifier
+	verifier *protocol.SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
 	diagnoseLimit perSecond
 	// logoutMu orders logouts' revocation-list writes.
@@ -64,7 +66,7 @@ type Server struct {
 	notifiers []Notifier
 	// Dashboard: login state, the WebSocket hub, the UI files.
 	auth      *dashboardAuth
-	hub       *Hub
+	hub       *hub.Hub
 	wsUpgrade fiber.Handler
 	static    map[string]staticFile
 	// plivo sends and looks up messages; nil when no credentials are configured.
@@ -78,6 +80,9 @@ type Server struct {
 	problemSources []ProblemSource
 	started        time.Time
 	forward        *forward.Manager
+
+	// replay: V3 seen, capacity log (callback_nonce.go).
+	replay replayState
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -111,7 +116,7 @@ func NewServer(opts Options) (*Server, error) {
 		store:     opts.Store,
 		log:       opts.Logger,
 		now:       opts.Now,
-		verifier:  NewSignatureVerifier(opts.Config.AuthTokens()...),
+		verifier:  protocol.NewSignatureVerifier(opts.Config.AuthTokens()...),
 		publicURL: opts.Config.EffectivePublicURL(),
 		registry:  opts.Registry,
 		ui:        opts.UI,
@@ -142,7 +147,7 @@ func NewServer(opts Options) (*Server, error) {
 	if s.static, err = loadStatic(opts.UI); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
-	s.hub = NewHub(s.log.With("component", "hub"), s.metrics.websocketClients)
+	s.hub = hub.New(s.log.With("component", "hub"), s.metrics.websocketClients)
 	s.AddNotifier(s.hub)
 	if s.forward = opts.Forward; s.forward != nil {
 		s.AddNotifier(forwardWaker{s.forward})
@@ -160,7 +165,7 @@ func NewServer(opts Options) (*Server, error) {
 		// characters and ten media URLs, is far below a callback's 64 KiB,
 		// and a larger limit let unauthenticated slow 1 MB bodies pile up in
 		// memory.
-		BodyLimit:      MaxCallbackBody,
+		BodyLimit:      protocol.MaxCallbackBody,
 		ReadTimeout:    30 * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		ReadBufferSize: 8 << 10,
@@ -271,17 +276,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // handleHealthz answers liveness: the process is up.
 func (s *Server) handleHealthz(c *fiber.Ctx) error {
 	return c.SendString("ok")
-}
-
-// handleReadyz answers readiness: storage can commit.
-func (s *Server) handleReadyz(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readiness check failed", "err", err)
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage not writable"}
-	}
-	return c.SendString("ready")
 }
 
 // HTTPError is an error with a status code and a message safe to show the caller.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -119,7 +120,7 @@ func BenchmarkStatsAPI(b *testing.B) {
 				}
 				uuid := fmt.Sprintf("%08x-0000-4000-8000-%012d", i, i)
 				f := callbackForm(uuid, statuses[i%len(statuses)], "", 1)
-				ev, err := ParseCallback(f)
+				ev, err := protocol.ParseCallback(f)
 				if err != nil {
 					b.Error(err)
 					return

@@ -1,460 +1,51 @@
 package app
 
 import (
-	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/caddyserver/certmagic"
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
+
+	"plivo-dlr/app/certs"
 )
-
-// acmeTLS1 is the ALPN protocol of the TLS-ALPN-01 challenge (RFC 8737).
-const acmeTLS1 = "acme-tls/1"
-
-// filesPollInterval is how often tls.mode=files looks for replaced files.
-// Renewal tools (certbot, acme.sh) replace them days before expiry, so a
-// short delay costs nothing and a stat of two files every 30 s is free.
-const filesPollInterval = 30 * time.Second
 
 // hstsValue asks browsers to use HTTPS only for a year. No includeSubDomains:
 // other hosts under the same domain are not ours to decide for.
 const hstsValue = "max-age=31536000"
 
-// TLSManager owns the HTTPS side of the server: certificates (from ACME via
-// certmagic, or from files), the TLS listener settings, the plain-HTTP
-// listener that answers HTTP-01 challenges and redirects to HTTPS, and the
-// certificate expiry metric.
-type TLSManager struct {
-	cfg Config
-	log *slog.Logger
-
-	tlsConfig *tls.Config
-
-	// acme mode
-	magic  *certmagic.Config
-	cache  *certmagic.Cache
-	issuer *certmagic.ACMEIssuer
-
-	// files mode
-	files     atomic.Pointer[tls.Certificate]
-	filesMu   sync.Mutex // serialises reloads
-	filesSeen fileStamp
-	pollEvery time.Duration
-
-	// redirect target parts, fixed at construction
-	domains    map[string]bool
-	canonical  string // host to send unknown Host headers to; "" keeps theirs
-	httpsPort  string // "" for 443
-	httpServer *http.Server
-
-	expiryDesc *prometheus.Desc
-	stopOnce   sync.Once
+// NewTLS builds the certificate manager for cfg's [tls] section (mode "acme"
+// or "files") and registers the certificate expiry metric on reg. It does
+// not touch the network: Start does. A tls.acme_ca_root that cannot be read
+// is a *ConfigError.
+func NewTLS(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*certs.Manager, error) {
+	opts, err := tlsOptions(cfg, logger, reg)
+	if err != nil {
+		return nil, err
+	}
+	return certs.New(opts)
 }
 
-// NewTLS builds the TLS manager for cfg.TLS.Mode "acme" or "files" and
-// registers the certificate expiry metric on reg. It does not touch the
-// network: Start does. In files mode the certificate is loaded now, so a bad
-// path or key fails startup.
-func NewTLS(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*TLSManager, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// tlsOptions maps the configuration onto certs.Options.
+func tlsOptions(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (certs.Options, error) {
+	opts := certs.Options{
+		Mode: cfg.TLS.Mode, Domains: cfg.TLS.Domains, Email: cfg.TLS.Email, ACMECA: cfg.TLS.ACMECA,
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, HTTPListen: cfg.TLS.HTTPListen,
+		Listen: cfg.Server.Listen, PublicURL: cfg.Server.PublicURL, DataDir: cfg.Server.DataDir,
+		Logger: logger, Registerer: reg,
 	}
-	m := &TLSManager{
-		cfg:       cfg,
-		log:       logger.With("component", "tls"),
-		pollEvery: filesPollInterval,
-		domains:   make(map[string]bool),
-		expiryDesc: prometheus.NewDesc("plivo_dlr_tls_certificate_expiry_timestamp_seconds",
-			"Expiry (NotAfter) of the certificate served for each configured domain, as a Unix timestamp.",
-			[]string{"domain"}, nil),
-	}
-	for _, d := range cfg.TLS.Domains {
-		m.domains[strings.ToLower(d)] = true
-	}
-	m.canonical, m.httpsPort = redirectTarget(cfg)
-
-	switch cfg.TLS.Mode {
-	case "acme":
-		if err := m.setupACME(); err != nil {
-			return nil, err
-		}
-	case "files":
-		if err := m.Reload(); err != nil {
-			return nil, err
-		}
-		m.tlsConfig = &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			NextProtos:     []string{"http/1.1"},
-			GetCertificate: m.getFileCertificate,
-		}
-	default:
-		return nil, fmt.Errorf("new tls: tls.mode %q serves no TLS", cfg.TLS.Mode)
-	}
-	if reg != nil {
-		if err := reg.Register(m); err != nil {
-			m.Close()
-			return nil, fmt.Errorf("register tls metrics: %w", err)
-		}
-	}
-	return m, nil
-}
-
-// setupACME builds our own certmagic cache and config (never the package
-// Default, which is global state) with storage under server.data_dir.
-func (m *TLSManager) setupACME() error {
-	zl := zap.New(newSlogCore(m.log.Handler()))
-	var roots *x509.CertPool
-	if path := m.cfg.TLS.ACMECARoot; path != "" {
+	if path := cfg.TLS.ACMECARoot; path != "" && cfg.TLS.Mode == "acme" {
 		pem, err := os.ReadFile(path)
 		if err != nil {
-			return &ConfigError{Key: "tls.acme_ca_root", Problem: err.Error()}
+			return opts, &ConfigError{Key: "tls.acme_ca_root", Problem: err.Error()}
 		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return &ConfigError{Key: "tls.acme_ca_root", Problem: "no PEM certificate in " + path}
-		}
-	}
-	var magic *certmagic.Config
-	m.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
-		Logger:           zl,
-	})
-	magic = certmagic.New(m.cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: filepath.Join(m.cfg.Server.DataDir, "certmagic")},
-		Logger:  zl,
-	})
-	httpHost, httpPort := splitListen(m.cfg.TLS.HTTPListen)
-	_, tlsPort := splitListen(m.cfg.Server.Listen)
-	m.issuer = certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
-		CA:    m.cfg.TLS.ACMECA,
-		Email: m.cfg.TLS.Email,
-		// Choosing tls.mode = "acme" is the operator's agreement to the CA's
-		// terms; certmagic would otherwise try to prompt on stdin.
-		Agreed:       true,
-		TrustedRoots: roots,
-		// Our own listeners answer the challenges. certmagic first tries to
-		// bind these ports itself, finds them taken by us and relies on
-		// HTTPChallengeHandler (HTTP-01) and GetCertificate (TLS-ALPN-01).
-		ListenHost:           httpHost,
-		AltHTTPPort:          httpPort,
-		AltTLSALPNPort:       tlsPort,
-		DisableHTTPChallenge: m.cfg.TLS.HTTPListen == "",
-		Logger:               zl,
-	})
-	magic.Issuers = []certmagic.Issuer{m.issuer}
-	m.magic = magic
-
-	tc := magic.TLSConfig()
-	tc.MinVersion = tls.VersionTLS12
-	// fasthttp speaks HTTP/1.1 only: offering h2 would break clients that
-	// pick it. acme-tls/1 lets TLS-ALPN-01 validation reach certmagic.
-	tc.NextProtos = []string{"http/1.1", acmeTLS1}
-	m.tlsConfig = tc
-	return nil
-}
-
-// splitListen returns the host and numeric port of a listen address; port 0
-// when it has none.
-func splitListen(addr string) (string, int) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0
-	}
-	n, _ := strconv.Atoi(port)
-	return host, n
-}
-
-// redirectTarget picks where plain-HTTP requests are sent: the public URL's
-// host and port when set, else the first domain and the HTTPS listener's port.
-func redirectTarget(cfg Config) (host, port string) {
-	if len(cfg.TLS.Domains) > 0 {
-		host = strings.ToLower(cfg.TLS.Domains[0])
-	}
-	_, listenPort, _ := net.SplitHostPort(cfg.Server.Listen)
-	port = listenPort
-	if u, err := url.Parse(cfg.Server.PublicURL); err == nil && cfg.Server.PublicURL != "" && u.Scheme == "https" {
-		host, port = strings.ToLower(u.Hostname()), u.Port()
-	}
-	if port == "443" {
-		port = ""
-	}
-	return host, port
-}
-
-// TLSConfig returns the server TLS settings: TLS 1.2 or later, HTTP/1.1 (and
-// acme-tls/1 in acme mode), certificates chosen per handshake.
-func (m *TLSManager) TLSConfig() *tls.Config { return m.tlsConfig }
-
-// Listener wraps inner so every accepted connection speaks TLS.
-func (m *TLSManager) Listener(inner net.Listener) net.Listener {
-	return tls.NewListener(inner, m.tlsConfig)
-}
-
-// HTTPHandler serves the plain-HTTP side: ACME HTTP-01 challenges in acme
-// mode, and a 308 redirect to HTTPS for everything else (308 rather than 301
-// so a POST callback sent to http:// is repeated as a POST).
-func (m *TLSManager) HTTPHandler() http.Handler {
-	redirect := http.HandlerFunc(m.redirect)
-	if m.issuer != nil {
-		return m.issuer.HTTPChallengeHandler(redirect)
-	}
-	return redirect
-}
-
-func (m *TLSManager) redirect(w http.ResponseWriter, r *http.Request) {
-	host := strings.ToLower(r.Host)
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	// Only echo a Host header that names one of our domains: anything else
-	// would make us an open redirector for whatever Host a client sends.
-	if !m.domains[host] && m.canonical != "" {
-		host = m.canonical
-	}
-	if m.httpsPort != "" {
-		host = net.JoinHostPort(host, m.httpsPort)
-	}
-	http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
-}
-
-// Start wraps httpsLn in TLS, binds tls.http_listen (unless empty) for the
-// challenge and redirect server, and starts certificate management: ACME
-// obtains or renews in the background; files mode polls for replaced files.
-// It returns the TLS listener to serve on. Both run until ctx ends or Close.
-func (m *TLSManager) Start(ctx context.Context, httpsLn net.Listener) (net.Listener, error) {
-	var httpLn net.Listener
-	if addr := m.cfg.TLS.HTTPListen; addr != "" {
-		var err error
-		if httpLn, err = net.Listen("tcp", addr); err != nil {
-			return nil, fmt.Errorf("listen on %s (tls.http_listen): %w", addr, err)
+		opts.ACMERoots = x509.NewCertPool()
+		if !opts.ACMERoots.AppendCertsFromPEM(pem) {
+			return opts, &ConfigError{Key: "tls.acme_ca_root", Problem: "no PEM certificate in " + path}
 		}
 	}
-	return m.start(ctx, httpsLn, httpLn)
-}
-
-// start is Start with the plain-HTTP listener already bound (nil: none).
-func (m *TLSManager) start(ctx context.Context, httpsLn, httpLn net.Listener) (net.Listener, error) {
-	if httpLn != nil {
-		m.httpServer = &http.Server{
-			Handler:           m.HTTPHandler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       time.Minute,
-			ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelDebug),
-		}
-		// Exits when Close shuts the server down.
-		go func() {
-			if err := m.httpServer.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.log.Error("plain http listener failed", "addr", httpLn.Addr().String(), "err", err)
-			}
-		}()
-		m.log.Info("plain http listener started", "addr", httpLn.Addr().String())
-	}
-
-	switch {
-	case m.magic != nil:
-		// Point certmagic's port probes at the ports actually bound (they
-		// differ from the config when it says :0, as tests do).
-		if httpLn != nil {
-			m.issuer.ListenHost, m.issuer.AltHTTPPort = hostPort(httpLn.Addr())
-		}
-		_, m.issuer.AltTLSALPNPort = hostPort(httpsLn.Addr())
-		m.log.Info("managing certificates", "domains", m.cfg.TLS.Domains, "ca", m.issuer.CA)
-		// Async: the listeners must be serving for the challenges, and a CA
-		// outage must not keep the callback endpoint down; certmagic retries.
-		if err := m.magic.ManageAsync(ctx, m.cfg.TLS.Domains); err != nil {
-			return nil, fmt.Errorf("manage certificates for %v: %w", m.cfg.TLS.Domains, err)
-		}
-	default:
-		// Exits when ctx ends.
-		go m.pollFiles(ctx)
-	}
-	return m.Listener(httpsLn), nil
-}
-
-// hostPort splits a bound TCP address.
-func hostPort(a net.Addr) (string, int) {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String(), ta.Port
-	}
-	return splitListen(a.String())
-}
-
-// Close stops the plain-HTTP server and certificate maintenance.
-func (m *TLSManager) Close() {
-	m.stopOnce.Do(func() {
-		if m.httpServer != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := m.httpServer.Shutdown(ctx); err != nil {
-				m.log.Warn("shut down plain http listener", "err", err)
-			}
-		}
-		if m.cache != nil {
-			m.cache.Stop()
-		}
-	})
-}
-
-// Renew forces an ACME renewal of every configured domain now and serves the
-// new certificates at once. Normal renewal is automatic (certmagic renews
-// when a third of the lifetime is left); this is for operators and tests.
-func (m *TLSManager) Renew(ctx context.Context) error {
-	if m.magic == nil {
-		return errors.New("renew certificates: tls.mode is not acme")
-	}
-	for _, d := range m.cfg.TLS.Domains {
-		old := m.cache.AllMatchingCertificates(d)
-		// The async variant never prompts on stdin; it retries until ctx ends.
-		if err := m.magic.RenewCertAsync(ctx, d, true); err != nil {
-			return fmt.Errorf("renew certificate for %s: %w", d, err)
-		}
-		cert, err := m.magic.CacheManagedCertificate(ctx, d)
-		if err != nil {
-			return fmt.Errorf("load renewed certificate for %s: %w", d, err)
-		}
-		var stale []string
-		for _, c := range old {
-			if c.Hash() != cert.Hash() {
-				stale = append(stale, c.Hash())
-			}
-		}
-		m.cache.Remove(stale)
-		m.log.Info("certificate renewed", "domain", d, "not_after", cert.Leaf.NotAfter)
-	}
-	return nil
-}
-
-// fileStamp identifies a version of the certificate and key files.
-type fileStamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
-}
-
-func statFiles(certPath, keyPath string) (fileStamp, error) {
-	c, err := os.Stat(certPath)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	k, err := os.Stat(keyPath)
-	if err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{certMod: c.ModTime(), keyMod: k.ModTime(), certSize: c.Size(), keySize: k.Size()}, nil
-}
-
-// Reload reads tls.cert_file and tls.key_file again (files mode; SIGHUP).
-// On error the previous certificate stays in use. In acme mode it does
-// nothing: certmagic renews on its own.
-func (m *TLSManager) Reload() error {
-	if m.cfg.TLS.Mode != "files" {
-		return nil
-	}
-	m.filesMu.Lock()
-	defer m.filesMu.Unlock()
-	certPath, keyPath := m.cfg.TLS.CertFile, m.cfg.TLS.KeyFile
-	stamp, err := statFiles(certPath, keyPath)
-	if err != nil {
-		return fmt.Errorf("load tls.cert_file/tls.key_file: %w", err)
-	}
-	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
-	if err != nil {
-		return fmt.Errorf("load tls.cert_file %s and tls.key_file %s: %w", certPath, keyPath, err)
-	}
-	prev := m.files.Swap(&pair)
-	m.filesSeen = stamp
-	if prev != nil {
-		m.log.Info("certificate reloaded", "cert_file", certPath, "not_after", pair.Leaf.NotAfter)
-	}
-	return nil
-}
-
-// pollFiles reloads the certificate when its files change, until ctx ends.
-func (m *TLSManager) pollFiles(ctx context.Context) {
-	t := time.NewTicker(m.pollEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		stamp, err := statFiles(m.cfg.TLS.CertFile, m.cfg.TLS.KeyFile)
-		m.filesMu.Lock()
-		changed := err == nil && stamp != m.filesSeen
-		m.filesMu.Unlock()
-		if !changed {
-			continue
-		}
-		// A failure here is usually a half-written pair (new cert, old
-		// key); the next poll tries again and the old pair keeps serving.
-		if err := m.Reload(); err != nil {
-			m.log.Warn("reload changed certificate files", "err", err)
-		}
-	}
-}
-
-func (m *TLSManager) getFileCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return m.files.Load(), nil
-}
-
-// Describe sends the expiry metric's description.
-func (m *TLSManager) Describe(ch chan<- *prometheus.Desc) { ch <- m.expiryDesc }
-
-// Collect reports each domain's served certificate expiry, read from the
-// live certificates at scrape time so renewals show up without bookkeeping.
-func (m *TLSManager) Collect(ch chan<- prometheus.Metric) {
-	emit := func(domain string, notAfter time.Time) {
-		ch <- prometheus.MustNewConstMetric(m.expiryDesc, prometheus.GaugeValue, float64(notAfter.Unix()), domain)
-	}
-	if m.cache != nil {
-		for _, d := range m.cfg.TLS.Domains {
-			var latest time.Time
-			for _, c := range m.cache.AllMatchingCertificates(d) {
-				if c.Leaf != nil && c.Leaf.NotAfter.After(latest) {
-					latest = c.Leaf.NotAfter
-				}
-			}
-			if !latest.IsZero() {
-				emit(d, latest)
-			}
-		}
-		return
-	}
-	cert := m.files.Load()
-	if cert == nil || cert.Leaf == nil {
-		return
-	}
-	names := m.cfg.TLS.Domains
-	if len(names) == 0 {
-		// Label by the certificate's own first name: still one series.
-		names = cert.Leaf.DNSNames[:min(1, len(cert.Leaf.DNSNames))]
-		if len(names) == 0 && cert.Leaf.Subject.CommonName != "" {
-			names = []string{cert.Leaf.Subject.CommonName}
-		}
-	}
-	for _, d := range names {
-		emit(d, cert.Leaf.NotAfter)
-	}
+	return opts, nil
 }
 
 // hsts marks HTTPS responses so browsers never downgrade the dashboard to
@@ -462,74 +53,4 @@ func (m *TLSManager) Collect(ch chan<- prometheus.Metric) {
 func hsts(c *fiber.Ctx) error {
 	c.Set(fiber.HeaderStrictTransportSecurity, hstsValue)
 	return c.Next()
-}
-
-// slogCore is a zapcore.Core writing to an slog.Handler, so certmagic's zap
-// lines come out in our format (text or JSON, no time under journald).
-type slogCore struct {
-	h slog.Handler
-}
-
-func newSlogCore(h slog.Handler) zapcore.Core { return slogCore{h: h} }
-
-func (c slogCore) Enabled(l zapcore.Level) bool {
-	return c.h.Enabled(context.Background(), slogLevel(l))
-}
-
-func (c slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return slogCore{h: c.h.WithAttrs(zapAttrs(fields))}
-}
-
-func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if c.Enabled(e.Level) {
-		return ce.AddCore(e, c)
-	}
-	return ce
-}
-
-func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
-	if e.LoggerName != "" {
-		r.AddAttrs(slog.String("logger", e.LoggerName))
-	}
-	r.AddAttrs(zapAttrs(fields)...)
-	return c.h.Handle(context.Background(), r)
-}
-
-func (slogCore) Sync() error { return nil }
-
-func slogLevel(l zapcore.Level) slog.Level {
-	switch {
-	case l <= zapcore.DebugLevel:
-		return slog.LevelDebug
-	case l == zapcore.InfoLevel:
-		return slog.LevelInfo
-	case l == zapcore.WarnLevel:
-		return slog.LevelWarn
-	default:
-		return slog.LevelError
-	}
-}
-
-// zapAttrs converts zap fields to slog attributes in a stable order. zap's
-// "error" key becomes our "err".
-func zapAttrs(fields []zapcore.Field) []slog.Attr {
-	enc := zapcore.NewMapObjectEncoder()
-	for _, f := range fields {
-		f.AddTo(enc)
-	}
-	keys := make([]string, 0, len(enc.Fields))
-	for k := range enc.Fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	attrs := make([]slog.Attr, 0, len(keys))
-	for _, k := range keys {
-		name := k
-		if k == "error" {
-			name = "err"
-		}
-		attrs = append(attrs, slog.Any(name, enc.Fields[k]))
-	}
-	return attrs
 }

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -22,8 +20,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
+	"plivo-dlr/app/certs"
 	"plivo-dlr/storage"
 )
 
@@ -109,11 +107,11 @@ func writeTestFile(tb testing.TB, path string, data []byte) {
 }
 
 // tlsTestServer is the real Server on a real store, served through a
-// TLSManager on loopback listeners.
+// certificate manager on loopback listeners.
 type tlsTestServer struct {
 	cfg       Config
 	srv       *Server
-	tm        *TLSManager
+	tm        *certs.Manager
 	store     *storage.Store
 	reg       *prometheus.Registry
 	httpsAddr string
@@ -131,8 +129,9 @@ func listenLoopback(tb testing.TB) net.Listener {
 }
 
 // startTLSServer starts cfg's server on the given listeners; configure may
-// adjust the TLS manager before it starts.
-func startTLSServer(tb testing.TB, cfg Config, logger *slog.Logger, httpsLn, httpLn net.Listener, configure func(*TLSManager)) *tlsTestServer {
+// adjust the certificate manager's options, beforeStart the manager itself
+// before it starts.
+func startTLSServer(tb testing.TB, cfg Config, logger *slog.Logger, httpsLn, httpLn net.Listener, configure func(*certs.Options), beforeStart func(*certs.Manager)) *tlsTestServer {
 	tb.Helper()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -147,19 +146,26 @@ func startTLSServer(tb testing.TB, cfg Config, logger *slog.Logger, httpsLn, htt
 	if err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
-	tm, err := NewTLS(cfg, logger, reg)
+	opts, err := tlsOptions(cfg, logger, reg)
+	if err != nil {
+		tb.Fatalf("tls options: %v", err)
+	}
+	if configure != nil {
+		configure(&opts)
+	}
+	tm, err := certs.New(opts)
 	if err != nil {
 		tb.Fatalf("new tls: %v", err)
 	}
-	if configure != nil {
-		configure(tm)
+	if beforeStart != nil {
+		beforeStart(tm)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &tlsTestServer{cfg: cfg, srv: srv, tm: tm, store: store, reg: reg, httpsAddr: httpsLn.Addr().String()}
 	if httpLn != nil {
 		ts.httpAddr = httpLn.Addr().String()
 	}
-	tln, err := tm.start(ctx, httpsLn, httpLn)
+	tln, err := tm.StartOn(ctx, httpsLn, httpLn)
 	if err != nil {
 		cancel()
 		tb.Fatalf("start tls: %v", err)
@@ -251,9 +257,9 @@ func TestTLSFilesReload(t *testing.T) {
 	writeTestFile(t, keyFile, k1)
 
 	// No polling during this test: only Reload may change the certificate.
-	ts := startTLSServer(t, filesConfig(dir, certFile, keyFile), nil, listenLoopback(t), listenLoopback(t), func(tm *TLSManager) {
-		tm.pollEvery = time.Hour
-	})
+	ts := startTLSServer(t, filesConfig(dir, certFile, keyFile), nil, listenLoopback(t), listenLoopback(t), func(o *certs.Options) {
+		o.PollInterval = time.Hour
+	}, nil)
 	serial := func() int64 {
 		t.Helper()
 		s, err := servedSerial(t, ts.httpsAddr, ca.pool())
@@ -313,9 +319,9 @@ func TestTLSFilesPoll(t *testing.T) {
 	c1, k1 := ca.issue(t, 1, 48*time.Hour, "dlr.test")
 	writeTestFile(t, certFile, c1)
 	writeTestFile(t, keyFile, k1)
-	ts := startTLSServer(t, filesConfig(dir, certFile, keyFile), nil, listenLoopback(t), listenLoopback(t), func(tm *TLSManager) {
-		tm.pollEvery = 20 * time.Millisecond
-	})
+	ts := startTLSServer(t, filesConfig(dir, certFile, keyFile), nil, listenLoopback(t), listenLoopback(t), func(o *certs.Options) {
+		o.PollInterval = 20 * time.Millisecond
+	}, nil)
 	serial := func() int64 {
 		s, err := servedSerial(t, ts.httpsAddr, ca.pool())
 		if err != nil {
@@ -349,7 +355,7 @@ func TestTLSRedirectAndHSTS(t *testing.T) {
 	c, k := ca.issue(t, 1, 48*time.Hour, "dlr.test")
 	writeTestFile(t, certFile, c)
 	writeTestFile(t, keyFile, k)
-	ts := startTLSServer(t, filesConfig(dir, certFile, keyFile), nil, listenLoopback(t), listenLoopback(t), nil)
+	ts := startTLSServer(t, filesConfig(dir, certFile, keyFile), nil, listenLoopback(t), listenLoopback(t), nil, nil)
 
 	plain := &http.Client{
 		Timeout:       5 * time.Second,
@@ -425,96 +431,4 @@ func TestTLSRedirectAndHSTS(t *testing.T) {
 			t.Errorf("Strict-Transport-Security over plain HTTP: got %q, want none", got)
 		}
 	})
-}
-
-func TestRedirectTarget(t *testing.T) {
-	tests := []struct {
-		name, listen, publicURL string
-		domains                 []string
-		wantHost, wantPort      string
-	}{
-		{"default port", ":443", "", []string{"dlr.example.com"}, "dlr.example.com", ""},
-		{"listener port", ":8443", "", []string{"dlr.example.com"}, "dlr.example.com", "8443"},
-		{"public URL wins", ":8443", "https://Callbacks.example.com", []string{"dlr.example.com"}, "callbacks.example.com", ""},
-		{"public URL port", ":443", "https://dlr.example.com:9443/base", nil, "dlr.example.com", "9443"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := DefaultConfig()
-			cfg.Server.Listen, cfg.Server.PublicURL, cfg.TLS.Domains = tt.listen, tt.publicURL, tt.domains
-			host, port := redirectTarget(cfg)
-			if host != tt.wantHost || port != tt.wantPort {
-				t.Errorf("redirectTarget: got %q %q, want %q %q", host, port, tt.wantHost, tt.wantPort)
-			}
-		})
-	}
-}
-
-func TestSDNotify(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		name string
-		addr string // where we listen
-		env  string // NOTIFY_SOCKET as systemd would set it
-	}{
-		{"path", filepath.Join(dir, "notify.sock"), filepath.Join(dir, "notify.sock")},
-		{"abstract", "\x00plivo-dlr-test-" + filepath.Base(dir), "@plivo-dlr-test-" + filepath.Base(dir)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: tt.addr, Net: "unixgram"})
-			if err != nil {
-				t.Fatalf("listen: %v", err)
-			}
-			defer conn.Close()
-			env := func(k string) string {
-				if k == "NOTIFY_SOCKET" {
-					return tt.env
-				}
-				return ""
-			}
-			for _, state := range []string{"READY=1", "STOPPING=1"} {
-				if err := SDNotify(env, state); err != nil {
-					t.Fatalf("SDNotify(%s): %v", state, err)
-				}
-				conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-				buf := make([]byte, 64)
-				n, err := conn.Read(buf)
-				if err != nil {
-					t.Fatalf("read: %v", err)
-				}
-				if got := string(buf[:n]); got != state {
-					t.Errorf("datagram: got %q, want %q", got, state)
-				}
-			}
-		})
-	}
-	t.Run("not under systemd", func(t *testing.T) {
-		if err := SDNotify(func(string) string { return "" }, "READY=1"); err != nil {
-			t.Errorf("without NOTIFY_SOCKET: got %v, want nil", err)
-		}
-	})
-	t.Run("socket gone", func(t *testing.T) {
-		env := func(string) string { return filepath.Join(dir, "nobody-listens.sock") }
-		if err := SDNotify(env, "READY=1"); err == nil {
-			t.Error("with a missing socket: got nil error, want one")
-		}
-	})
-}
-
-func TestSlogCore(t *testing.T) {
-	var buf bytes.Buffer
-	h := slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})
-	zl := zap.New(newSlogCore(h)).Named("maintenance").With(zap.String("component", "tls"))
-	zl.Debug("hidden detail")
-	zl.Warn("renewing certificate", zap.Strings("identifiers", []string{"dlr.test"}), zap.Error(errors.New("boom")))
-	got := buf.String()
-	for _, want := range []string{"level=WARN", `msg="renewing certificate"`, "logger=maintenance", "component=tls", "err=boom", "identifiers=[dlr.test]"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("log line: got %q, want it to contain %q", got, want)
-		}
-	}
-	if strings.Contains(got, "hidden detail") {
-		t.Errorf("log: got %q, want the debug line filtered out at info level", got)
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 
+	"plivo-dlr/app/hub"
 	"plivo-dlr/storage"
 )
 
@@ -115,7 +116,7 @@ type stream struct {
 	s    *Server
 	conn *websocket.Conn
 	raw  net.Conn
-	sub  *Subscription
+	sub  *hub.Subscription
 	buf  []byte
 	// last is the highest cursor written, reported in a too-slow close.
 	last uint64
@@ -228,7 +229,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 	if st.last < liveFrom {
 		st.last = liveFrom
 	}
-	ready, err := encodeFrame(streamFrame{Type: frameReady, Cursor: liveFrom})
+	ready, err := hub.EncodeFrame(hub.StreamFrame{Type: hub.FrameReady, Cursor: liveFrom})
 	if err != nil {
 		return "internal error", websocket.CloseInternalServerErr
 	}
@@ -238,7 +239,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 
 	ping := time.NewTicker(wsPingPeriod)
 	defer ping.Stop()
-	var frames []hubFrame
+	var frames []hub.Frame
 	for {
 		frames, wake, lagged := st.sub.Next(frames[:0], wsBatchFrames)
 		if lagged {
@@ -248,11 +249,11 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 		if len(frames) > 0 {
 			st.buf = st.buf[:0]
 			for _, f := range frames {
-				if f.cursor <= liveFrom {
+				if f.Cursor <= liveFrom {
 					continue // already sent by the replay
 				}
-				st.buf = append(st.buf, f.wire...)
-				st.last = max(st.last, f.cursor)
+				st.buf = append(st.buf, f.Wire...)
+				st.last = max(st.last, f.Cursor)
 			}
 			if len(st.buf) > 0 {
 				if err := st.write(st.buf); err != nil {
@@ -324,7 +325,7 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 			if m == nil {
 				continue
 			}
-			wire, err := encodeFrame(streamFrame{Type: frameStatusUpdate, Cursor: ev.Cursor, Message: m})
+			wire, err := hub.EncodeFrame(hub.StreamFrame{Type: hub.FrameStatusUpdate, Cursor: ev.Cursor, Message: m})
 			if err != nil {
 				return cur, err
 			}

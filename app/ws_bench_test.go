@@ -12,6 +12,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+
+	"plivo-dlr/app/hub"
 )
 
 // wsBenchMsgs numbers the benchmark's messages across phases.
@@ -138,7 +140,7 @@ func BenchmarkWSFanout(b *testing.B) {
 					return
 				}
 				now := time.Now()
-				if f.Type == frameStatusUpdate {
+				if f.Type == hub.FrameStatusUpdate {
 					r.mu.Lock()
 					r.at[f.Message.MessageUUID+"/"+f.Message.Status] = now
 					r.mu.Unlock()

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fasthttp/websocket"
+
+	"plivo-dlr/app/hub"
 )
 
 // wsFrame is a decoded stream frame.
@@ -85,7 +87,7 @@ func TestWSReplayThenLive(t *testing.T) {
 	}
 	for _, w := range want {
 		f := readFrame(t, conn)
-		if f.Type != frameStatusUpdate || f.Cursor != w.cursor || f.Message.MessageUUID != w.uuid {
+		if f.Type != hub.FrameStatusUpdate || f.Cursor != w.cursor || f.Message.MessageUUID != w.uuid {
 			t.Fatalf("replay: got %s cursor %d %s, want status_update cursor %d %s", f.Type, f.Cursor, f.Message.MessageUUID, w.cursor, w.uuid)
 		}
 		// Replay carries the current state, not the state at the time.
@@ -93,7 +95,7 @@ func TestWSReplayThenLive(t *testing.T) {
 			t.Errorf("replayed cursor %d: got status %q, want the current \"delivered\"", f.Cursor, f.Message.Status)
 		}
 	}
-	if f := readFrame(t, conn); f.Type != frameReady || f.Cursor != 5 {
+	if f := readFrame(t, conn); f.Type != hub.FrameReady || f.Cursor != 5 {
 		t.Fatalf("after replay: got %s cursor %d, want ready cursor 5", f.Type, f.Cursor)
 	}
 
@@ -104,14 +106,14 @@ func TestWSReplayThenLive(t *testing.T) {
 	for i, status := range live {
 		f := readFrame(t, conn)
 		wantCursor := uint64(6 + i)
-		if f.Type != frameStatusUpdate || f.Cursor != wantCursor || f.Message.Status != status {
+		if f.Type != hub.FrameStatusUpdate || f.Cursor != wantCursor || f.Message.Status != status {
 			t.Fatalf("live frame %d: got %s cursor %d %s, want status_update cursor %d %s", i, f.Type, f.Cursor, f.Message.Status, wantCursor, status)
 		}
 	}
 
 	t.Run("no since: live only", func(t *testing.T) {
 		c := dialStream(t, d, -1, nil)
-		if f := readFrame(t, c); f.Type != frameReady || f.Cursor != 8 {
+		if f := readFrame(t, c); f.Type != hub.FrameReady || f.Cursor != 8 {
 			t.Fatalf("got %s cursor %d, want ready cursor 8", f.Type, f.Cursor)
 		}
 		d.sendCallback(t, "cccccccc-0000-4000-8000-000000000001", "queued", "", 1)
@@ -161,10 +163,10 @@ func TestWSSlowClientDropped(t *testing.T) {
 	}}
 	slow := dialStream(t, d, 0, slowDialer)
 	fast := dialStream(t, d, -1, nil)
-	if f := readFrame(t, slow); f.Type != frameReady {
+	if f := readFrame(t, slow); f.Type != hub.FrameReady {
 		t.Fatalf("slow client: got %s, want ready", f.Type)
 	}
-	if f := readFrame(t, fast); f.Type != frameReady {
+	if f := readFrame(t, fast); f.Type != hub.FrameReady {
 		t.Fatalf("fast client: got %s, want ready", f.Type)
 	}
 	waitFor(t, 5*time.Second, "two subscribers", func() bool { return d.srv.hub.Clients() == 2 })
@@ -234,7 +236,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 		if err := json.Unmarshal(b, &f); err != nil {
 			t.Fatalf("slow frame: %v", err)
 		}
-		if f.Type == frameStatusUpdate {
+		if f.Type == hub.FrameStatusUpdate {
 			if f.Cursor != slowLast+1 {
 				t.Fatalf("slow client: got cursor %d after %d", f.Cursor, slowLast)
 			}
@@ -251,7 +253,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 			t.Fatalf("resume: got %s cursor %d, want cursor %d", f.Type, f.Cursor, want)
 		}
 	}
-	if f := readFrame(t, again); f.Type != frameReady || f.Cursor != uint64(sent) {
+	if f := readFrame(t, again); f.Type != hub.FrameReady || f.Cursor != uint64(sent) {
 		t.Fatalf("resume: got %s cursor %d, want ready %d", f.Type, f.Cursor, sent)
 	}
 	t.Logf("slow client dropped after %d callbacks, having received %d frames", sent-50, slowLast)

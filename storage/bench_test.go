@@ -62,9 +62,23 @@ func benchEvent(msg int, randomUUIDs bool, status string, now time.Time) Event {
 	}
 	t := now
 	return Event{
-		MessageUUID: uuid, Status: status, Source: SourceCallback, Payload: p,
-		From: p["From"], To: p["To"], Type: "sms", Units: 1, TotalRate: "0.00500", TotalAmount: "0.00500",
-		MCC: "310", MNC: "260", PartInfo: "1 of 1", QueuedTime: &t, DeliveryReportTime: &t,
+		MessageUUID: uuid,
+		Status:      status,
+		Source:      SourceCallback,
+		Payload:     p,
+		Details: Details{
+			From:               p["From"],
+			To:                 p["To"],
+			Type:               "sms",
+			Units:              1,
+			TotalRate:          "0.00500",
+			TotalAmount:        "0.00500",
+			MCC:                "310",
+			MNC:                "260",
+			PartInfo:           "1 of 1",
+			QueuedTime:         &t,
+			DeliveryReportTime: &t,
+		},
 	}
 }
 

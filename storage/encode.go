@@ -9,16 +9,37 @@ import (
 
 // Values are stored in a compact binary encoding rather than JSON: the writer
 // goroutine decodes and re-encodes one message per event while holding the
-// only write transaction, so every microsecond there caps ingestion.
+// only write transaction, so every microsecond there caps ingestion
+// (BenchmarkCodec measures encode+decode against encoding/json).
 //
-// Layout rules: a leading format byte, then fields in a fixed order.
-// Strings are uvarint length + bytes, integers are (zigzag) varints, a time
-// is a presence byte (0 = zero/nil) followed by varint Unix nanoseconds.
-// Decoders reject truncated input instead of panicking.
+// Layout (format 2): a format byte, a uvarint field count, then that many
+// fields in a fixed order. Strings are uvarint length + bytes, integers are
+// (zigzag) varints, a time is a presence byte (0 = zero/nil) followed by
+// varint Unix nanoseconds, a list is a uvarint count and its items.
+//
+// The record evolves by appending fields, never by reordering or removing
+// them: a decoder reads the fields a record declares and leaves the fields
+// it does not have zero (a record written before a field was added), and
+// ignores fields past the ones it knows (a record written by a newer
+// binary). Adding a field is therefore a code change only, with no rewrite
+// migration: append it to the encoder and the decoder, in the same position.
+//
+// Format 1 (schema versions ≤ 2) had no field count: its decoders are kept
+// below, frozen, so older files still open. Decoders reject truncated input
+// instead of panicking (FuzzDecodeEvent, FuzzDecodeMessage).
 
 const (
-	messageFormat byte = 1
-	eventFormat   byte = 1
+	formatV1 byte = 1
+	formatV2 byte = 2
+	// messageFormat and eventFormat are what the encoders write.
+	messageFormat = formatV2
+	eventFormat   = formatV2
+
+	// eventFieldsV1 is the field count of a format-1 event, which was fixed:
+	// 7 of its own, then Details (14) and Content (2).
+	eventFieldsV1 = 7 + 14 + 2
+	// maxFields bounds the fields of one record so the count is one byte.
+	maxFields = 127
 )
 
 var errCorrupt = errors.New("corrupt record")
@@ -51,10 +72,83 @@ func appendTimePtr(b []byte, t *time.Time) []byte {
 	return binary.AppendVarint(b, t.UnixNano())
 }
 
-// reader decodes the encoding above; the first error sticks.
+// recordWriter appends one format-2 record, counting its fields.
+type recordWriter struct {
+	b       []byte
+	countAt int
+	n       int
+}
+
+func beginRecord(b []byte, format byte) recordWriter {
+	b = append(b, format, 0)
+	return recordWriter{b: b, countAt: len(b) - 1}
+}
+
+// end writes the field count and returns the record.
+func (w *recordWriter) end() []byte {
+	if w.n > maxFields {
+		panic("storage: record has more than 127 fields") // a programming error
+	}
+	w.b[w.countAt] = byte(w.n)
+	return w.b
+}
+
+func (w *recordWriter) string(s string)      { w.b = appendString(w.b, s); w.n++ }
+func (w *recordWriter) int(v int64)          { w.b = binary.AppendVarint(w.b, v); w.n++ }
+func (w *recordWriter) time(t time.Time)     { w.b = appendTime(w.b, t); w.n++ }
+func (w *recordWriter) timePtr(t *time.Time) { w.b = appendTimePtr(w.b, t); w.n++ }
+
+func (w *recordWriter) strings(l []string) {
+	w.b = binary.AppendUvarint(w.b, uint64(len(l)))
+	for _, s := range l {
+		w.b = appendString(w.b, s)
+	}
+	w.n++
+}
+
+func (w *recordWriter) details(d *Details) {
+	w.string(d.From)
+	w.string(d.To)
+	w.string(d.Type)
+	w.int(int64(d.Units))
+	w.string(d.TotalRate)
+	w.string(d.TotalAmount)
+	w.string(d.MCC)
+	w.string(d.MNC)
+	w.string(d.ParentMessageUUID)
+	w.string(d.PartInfo)
+	w.timePtr(d.MessageTime)
+	w.timePtr(d.QueuedTime)
+	w.timePtr(d.SentTime)
+	w.timePtr(d.DeliveryReportTime)
+}
+
+func (w *recordWriter) content(c *Content) {
+	w.string(c.Text)
+	w.strings(c.MediaURLs)
+}
+
+// reader decodes the encoding above; the first error sticks. Field methods
+// (the f-prefixed ones) read the record's next field, or yield zero once
+// the fields the record declares are used up.
 type reader struct {
 	b   []byte
 	err error
+	// fields is the number of fields of the record not read yet.
+	fields uint64
+}
+
+// begin reads the format byte and the field count.
+func (r *reader) begin() byte {
+	format := r.byte()
+	switch format {
+	case formatV1:
+	case formatV2:
+		r.fields = r.uvarint()
+	default:
+		r.fail()
+	}
+	return format
 }
 
 func (r *reader) fail() {
@@ -62,6 +156,16 @@ func (r *reader) fail() {
 		r.err = errCorrupt
 	}
 	r.b = nil
+	r.fields = 0
+}
+
+// field reports whether the record has another field, and consumes it.
+func (r *reader) field() bool {
+	if r.fields == 0 {
+		return false
+	}
+	r.fields--
+	return true
 }
 
 func (r *reader) byte() byte {
@@ -139,57 +243,160 @@ func (r *reader) timePtr() *time.Time {
 	return &t
 }
 
-// encodeMessage appends m and its event index to b. FirstSeen, LastSeen,
-// Status, To and From come first so list filters can peek at them without
-// decoding the whole record (see peekMessage).
-func encodeMessage(b []byte, m *Message, refs []eventRef) []byte {
-	b = append(b, messageFormat)
-	b = appendTime(b, m.FirstSeen)
-	b = appendTime(b, m.LastSeen)
-	b = appendString(b, m.Status)
-	b = appendString(b, m.To)
-	b = appendString(b, m.From)
-	b = appendString(b, m.MessageUUID)
-	b = appendString(b, m.ErrorCode)
-	b = appendString(b, m.Type)
-	b = binary.AppendVarint(b, int64(m.Units))
-	b = appendString(b, m.TotalRate)
-	b = appendString(b, m.TotalAmount)
-	b = appendString(b, m.MCC)
-	b = appendString(b, m.MNC)
-	b = appendString(b, m.ParentMessageUUID)
-	b = appendString(b, m.PartInfo)
-	b = appendTimePtr(b, m.MessageTime)
-	b = appendTimePtr(b, m.QueuedTime)
-	b = appendTimePtr(b, m.SentTime)
-	b = appendTimePtr(b, m.DeliveryReportTime)
-	b = binary.AppendVarint(b, int64(m.EventCount))
-	b = appendString(b, m.Text)
-	b = binary.AppendUvarint(b, uint64(len(m.MediaURLs)))
-	for _, u := range m.MediaURLs {
-		b = appendString(b, u)
+// count reads a list length, refusing one that cannot fit in the rest of
+// the input at minSize bytes per item.
+func (r *reader) count(minSize int) int {
+	n := r.uvarint()
+	if n > uint64(len(r.b)/minSize) {
+		r.fail()
+		return 0
 	}
-	b = binary.AppendVarint(b, m.StatusSequence)
+	return int(n)
+}
+
+func (r *reader) strings() []string {
+	n := r.count(1)
+	if n == 0 {
+		return nil
+	}
+	l := make([]string, n)
+	for i := range l {
+		l[i] = r.string()
+	}
+	return l
+}
+
+func (r *reader) fString() string {
+	if !r.field() {
+		return ""
+	}
+	return r.string()
+}
+
+func (r *reader) fBytes() []byte {
+	if !r.field() {
+		return nil
+	}
+	return r.bytes()
+}
+
+func (r *reader) fVarint() int64 {
+	if !r.field() {
+		return 0
+	}
+	return r.varint()
+}
+
+func (r *reader) fTime() time.Time {
+	if !r.field() {
+		return time.Time{}
+	}
+	return r.time()
+}
+
+func (r *reader) fTimePtr() *time.Time {
+	if !r.field() {
+		return nil
+	}
+	return r.timePtr()
+}
+
+func (r *reader) fStrings() []string {
+	if !r.field() {
+		return nil
+	}
+	return r.strings()
+}
+
+func (r *reader) details(d *Details) {
+	d.From = r.fString()
+	d.To = r.fString()
+	d.Type = r.fString()
+	d.Units = int(r.fVarint())
+	d.TotalRate = r.fString()
+	d.TotalAmount = r.fString()
+	d.MCC = r.fString()
+	d.MNC = r.fString()
+	d.ParentMessageUUID = r.fString()
+	d.PartInfo = r.fString()
+	d.MessageTime = r.fTimePtr()
+	d.QueuedTime = r.fTimePtr()
+	d.SentTime = r.fTimePtr()
+	d.DeliveryReportTime = r.fTimePtr()
+}
+
+func (r *reader) content(c *Content) {
+	c.Text = r.fString()
+	c.MediaURLs = r.fStrings()
+}
+
+// encodeMessage appends m and its event index to b. FirstSeen, LastSeen,
+// Status, From and To come first so list filters can peek at them without
+// decoding the whole record (see peekMessage). New fields go at the end.
+func encodeMessage(b []byte, m *Message, refs []eventRef) []byte {
+	w := beginRecord(b, messageFormat)
+	w.time(m.FirstSeen)
+	w.time(m.LastSeen)
+	w.string(m.Status)
+	w.details(&m.Details) // From and To first
+	w.string(m.MessageUUID)
+	w.string(m.ErrorCode)
+	w.int(int64(m.EventCount))
+	w.int(m.StatusSequence)
+	w.content(&m.Content)
 	// The per-message event index lives inside the message record: a message
 	// has a handful of events, and keeping their (cursor, hash) pairs here
 	// means duplicate detection and history lookup cost no second
 	// random-key bucket (each random key dirties a 4 KiB page per commit).
-	b = binary.AppendUvarint(b, uint64(len(refs)))
+	w.b = binary.AppendUvarint(w.b, uint64(len(refs)))
 	for _, r := range refs {
-		b = binary.BigEndian.AppendUint64(b, r.cursor)
-		b = binary.BigEndian.AppendUint64(b, r.hash)
+		w.b = binary.BigEndian.AppendUint64(w.b, r.cursor)
+		w.b = binary.BigEndian.AppendUint64(w.b, r.hash)
 	}
-	return b
+	w.n++
+	return w.end()
 }
 
-// decodeMessage decodes a record written by encodeMessage. The event index
-// is appended to refs (which may be nil). Strings are copied, so the result
-// outlives the transaction.
+// decodeMessage decodes a record written by encodeMessage (or its format-1
+// predecessor). The event index is appended to refs (which may be nil).
+// Strings are copied, so the result outlives the transaction.
 func decodeMessage(b []byte, m *Message, refs []eventRef) ([]eventRef, error) {
 	r := reader{b: b}
-	if r.byte() != messageFormat {
+	switch r.begin() {
+	case formatV1:
+		return decodeMessageV1(&r, m, refs)
+	case formatV2:
+	default:
 		return refs, errCorrupt
 	}
+	*m = Message{}
+	m.FirstSeen = r.fTime()
+	m.LastSeen = r.fTime()
+	m.Status = r.fString()
+	r.details(&m.Details)
+	m.MessageUUID = r.fString()
+	m.ErrorCode = r.fString()
+	m.EventCount = int(r.fVarint())
+	m.StatusSequence = r.fVarint()
+	r.content(&m.Content)
+	if r.field() {
+		refs = r.refs(refs)
+	}
+	return refs, r.err
+}
+
+func (r *reader) refs(refs []eventRef) []eventRef {
+	n := r.count(16)
+	refs = slices.Grow(refs, n)
+	for range n {
+		refs = append(refs, eventRef{cursor: r.uint64(), hash: r.uint64()})
+	}
+	return refs
+}
+
+// decodeMessageV1 decodes the rest of a format-1 message record (frozen).
+func decodeMessageV1(r *reader, m *Message, refs []eventRef) ([]eventRef, error) {
+	*m = Message{}
 	m.FirstSeen = r.time()
 	m.LastSeen = r.time()
 	m.Status = r.string()
@@ -211,26 +418,9 @@ func decodeMessage(b []byte, m *Message, refs []eventRef) ([]eventRef, error) {
 	m.DeliveryReportTime = r.timePtr()
 	m.EventCount = int(r.varint())
 	m.Text = r.string()
-	n := r.uvarint()
-	if n > uint64(len(r.b)) {
-		return refs, errCorrupt
-	}
-	m.MediaURLs = nil
-	if n > 0 {
-		m.MediaURLs = make([]string, n)
-		for i := range m.MediaURLs {
-			m.MediaURLs[i] = r.string()
-		}
-	}
+	m.MediaURLs = r.strings()
 	m.StatusSequence = r.varint()
-	n = r.uvarint()
-	if n > uint64(len(r.b))/16 {
-		return refs, errCorrupt
-	}
-	refs = slices.Grow(refs, int(n))
-	for range n {
-		refs = append(refs, eventRef{cursor: r.uint64(), hash: r.uint64()})
-	}
+	refs = r.refs(refs)
 	return refs, r.err
 }
 
@@ -244,107 +434,110 @@ type messagePeek struct {
 func peekMessage(b []byte) (messagePeek, error) {
 	var p messagePeek
 	r := reader{b: b}
-	if r.byte() != messageFormat {
+	peekTime := func() int64 {
+		if r.byte() != 0 {
+			return r.varint()
+		}
+		return 0
+	}
+	switch r.begin() {
+	case formatV1:
+		p.firstSeen = peekTime()
+		p.lastSeen = peekTime()
+		p.status = r.bytes()
+		p.to = r.bytes()
+		p.from = r.bytes()
+	case formatV2:
+		if r.field() {
+			p.firstSeen = peekTime()
+		}
+		if r.field() {
+			p.lastSeen = peekTime()
+		}
+		p.status = r.fBytes()
+		p.from = r.fBytes()
+		p.to = r.fBytes()
+	default:
 		return p, errCorrupt
 	}
-	if r.byte() != 0 {
-		p.firstSeen = r.varint()
-	}
-	if r.byte() != 0 {
-		p.lastSeen = r.varint()
-	}
-	p.status = r.bytes()
-	p.to = r.bytes()
-	p.from = r.bytes()
 	return p, r.err
 }
 
 // encodeEvent appends ev to b. The cursor is not stored: it is the key.
 // Payload keys are written in the given order (sorted by the caller).
 func encodeEvent(b []byte, ev *Event, keys []string) []byte {
-	b = append(b, eventFormat)
-	b = appendString(b, ev.MessageUUID)
-	b = appendString(b, ev.Status)
-	b = appendString(b, ev.ErrorCode)
-	b = binary.AppendVarint(b, ev.Sequence)
-	b = appendTime(b, ev.ReceivedAt)
-	b = appendString(b, ev.Source)
-	b = binary.AppendUvarint(b, uint64(len(keys)))
+	w := beginRecord(b, eventFormat)
+	w.string(ev.MessageUUID)
+	w.string(ev.Status)
+	w.string(ev.ErrorCode)
+	w.int(ev.Sequence)
+	w.time(ev.ReceivedAt)
+	w.string(ev.Source)
+	w.b = binary.AppendUvarint(w.b, uint64(len(keys)))
 	for _, k := range keys {
-		b = appendString(b, k)
-		b = appendString(b, ev.Payload[k])
+		w.b = appendString(w.b, k)
+		w.b = appendString(w.b, ev.Payload[k])
 	}
-	b = appendString(b, ev.From)
-	b = appendString(b, ev.To)
-	b = appendString(b, ev.Type)
-	b = binary.AppendVarint(b, int64(ev.Units))
-	b = appendString(b, ev.TotalRate)
-	b = appendString(b, ev.TotalAmount)
-	b = appendString(b, ev.MCC)
-	b = appendString(b, ev.MNC)
-	b = appendString(b, ev.ParentMessageUUID)
-	b = appendString(b, ev.PartInfo)
-	b = appendTimePtr(b, ev.MessageTime)
-	b = appendTimePtr(b, ev.QueuedTime)
-	b = appendTimePtr(b, ev.SentTime)
-	b = appendTimePtr(b, ev.DeliveryReportTime)
-	b = appendString(b, ev.Text)
-	b = binary.AppendUvarint(b, uint64(len(ev.MediaURLs)))
-	for _, u := range ev.MediaURLs {
-		b = appendString(b, u)
-	}
-	return b
+	w.n++
+	w.details(&ev.Details)
+	w.content(&ev.Content)
+	return w.end()
 }
 
 // decodeEvent decodes a record written by encodeEvent, copying all strings.
+// A format-1 event has the same fields as format 2, without the count.
 func decodeEvent(cursor uint64, b []byte) (Event, error) {
 	var ev Event
 	r := reader{b: b}
-	if r.byte() != eventFormat {
+	switch r.begin() {
+	case formatV1:
+		r.fields = eventFieldsV1
+	case formatV2:
+	default:
 		return ev, errCorrupt
 	}
 	ev.Cursor = cursor
-	ev.MessageUUID = r.string()
-	ev.Status = r.string()
-	ev.ErrorCode = r.string()
-	ev.Sequence = r.varint()
-	ev.ReceivedAt = r.time()
-	ev.Source = r.string()
-	n := r.uvarint()
-	if n > uint64(len(r.b))/2 {
-		return ev, errCorrupt
+	ev.MessageUUID = r.fString()
+	ev.Status = r.fString()
+	ev.ErrorCode = r.fString()
+	ev.Sequence = r.fVarint()
+	ev.ReceivedAt = r.fTime()
+	ev.Source = r.fString()
+	n := 0
+	if r.field() {
+		n = r.count(2)
 	}
+	// Never nil, even for a record without the field: the JSON shape is an
+	// object.
 	ev.Payload = make(map[string]string, n)
 	for range n {
 		k := r.string()
 		ev.Payload[k] = r.string()
 	}
-	ev.From = r.string()
-	ev.To = r.string()
-	ev.Type = r.string()
-	ev.Units = int(r.varint())
-	ev.TotalRate = r.string()
-	ev.TotalAmount = r.string()
-	ev.MCC = r.string()
-	ev.MNC = r.string()
-	ev.ParentMessageUUID = r.string()
-	ev.PartInfo = r.string()
-	ev.MessageTime = r.timePtr()
-	ev.QueuedTime = r.timePtr()
-	ev.SentTime = r.timePtr()
-	ev.DeliveryReportTime = r.timePtr()
-	ev.Text = r.string()
-	n = r.uvarint()
-	if n > uint64(len(r.b)) {
-		return ev, errCorrupt
-	}
-	if n > 0 {
-		ev.MediaURLs = make([]string, n)
-		for i := range ev.MediaURLs {
-			ev.MediaURLs[i] = r.string()
-		}
-	}
+	r.details(&ev.Details)
+	r.content(&ev.Content)
 	return ev, r.err
+}
+
+// peekEventTime decodes only an encoded event's ReceivedAt (Unix nanos).
+func peekEventTime(b []byte) (int64, error) {
+	r := reader{b: b}
+	switch r.begin() {
+	case formatV1:
+		r.fields = eventFieldsV1
+	case formatV2:
+	default:
+		return 0, errCorrupt
+	}
+	r.fBytes() // MessageUUID
+	r.fBytes() // Status
+	r.fBytes() // ErrorCode
+	r.fVarint()
+	var at int64
+	if r.field() && r.byte() != 0 {
+		at = r.varint()
+	}
+	return at, r.err
 }
 
 // Content hash: 64-bit FNV-1a over length-prefixed fields, stable across
@@ -407,6 +600,8 @@ func contentHash(ev *Event, keys []string) uint64 {
 	}
 	// The normalised fields come from the payload for callbacks, but events
 	// built by the app (send, reconcile) may carry them without a payload.
+	// The order is frozen: stored hashes recognise retries across upgrades
+	// (a new field is hashed after these, and only when set).
 	for _, s := range [...]string{ev.From, ev.To, ev.Type, ev.TotalRate, ev.TotalAmount, ev.MCC, ev.MNC, ev.ParentMessageUUID, ev.PartInfo, ev.Text} {
 		h.bytes(s)
 	}

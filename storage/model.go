@@ -2,7 +2,6 @@ package storage
 
 import (
 	"errors"
-	"strconv"
 	"time"
 )
 
@@ -55,6 +54,72 @@ func StatusRank(status string) int {
 // IsTerminal reports whether status is final for delivery purposes.
 func IsTerminal(status string) bool { return StatusRank(status) >= 3 }
 
+// Details are the descriptive fields an event reports about its message and
+// Message.Fold merges into the message state. Empty means unknown. The field
+// order is the JSON order of a message (DESIGN.md) and the record order of
+// the codec (encode.go).
+type Details struct {
+	From               string     `json:"from"`
+	To                 string     `json:"to"`
+	Type               string     `json:"type"`
+	Units              int        `json:"units"`
+	TotalRate          string     `json:"total_rate"`
+	TotalAmount        string     `json:"total_amount"`
+	MCC                string     `json:"mcc"`
+	MNC                string     `json:"mnc"`
+	ParentMessageUUID  string     `json:"parent_message_uuid"`
+	PartInfo           string     `json:"part_info"`
+	MessageTime        *time.Time `json:"message_time"`
+	QueuedTime         *time.Time `json:"queued_time"`
+	SentTime           *time.Time `json:"sent_time"`
+	DeliveryReportTime *time.Time `json:"delivery_report_time"`
+}
+
+// Content is what a message says, known from our own send (SourceSend
+// events). It is a struct of its own, apart from Details, because a
+// message's JSON lists it last, after the message's own counters.
+type Content struct {
+	Text      string   `json:"text,omitempty"`
+	MediaURLs []string `json:"media_urls,omitempty"`
+}
+
+// merge fills d from ev: a known value of ev overwrites d's when won (ev
+// set the current status), and otherwise only fills what d lacks.
+func (d *Details) merge(ev *Details, won bool) {
+	setStr := func(dst *string, v string) {
+		if v != "" && (won || *dst == "") {
+			*dst = v
+		}
+	}
+	setTime := func(dst **time.Time, v *time.Time) {
+		if v != nil && (won || *dst == nil) {
+			t := *v
+			*dst = &t
+		}
+	}
+	setStr(&d.From, ev.From)
+	setStr(&d.To, ev.To)
+	setStr(&d.Type, ev.Type)
+	if ev.Units != 0 && (won || d.Units == 0) {
+		d.Units = ev.Units
+	}
+	setStr(&d.TotalRate, ev.TotalRate)
+	setStr(&d.TotalAmount, ev.TotalAmount)
+	setStr(&d.MCC, ev.MCC)
+	setStr(&d.MNC, ev.MNC)
+	setStr(&d.ParentMessageUUID, ev.ParentMessageUUID)
+	setStr(&d.PartInfo, ev.PartInfo)
+	setTime(&d.MessageTime, ev.MessageTime)
+	setTime(&d.QueuedTime, ev.QueuedTime)
+	setTime(&d.SentTime, ev.SentTime)
+	setTime(&d.DeliveryReportTime, ev.DeliveryReportTime)
+}
+
+// times lists the timestamps of d, for code that treats them alike.
+func (d *Details) times() [4]**time.Time {
+	return [...]**time.Time{&d.MessageTime, &d.QueuedTime, &d.SentTime, &d.DeliveryReportTime}
+}
+
 // Event is one status report about one message: a Plivo callback, the record
 // of our own send, or a reconciliation lookup.
 type Event struct {
@@ -70,24 +135,10 @@ type Event struct {
 	// Payload holds every field as received (first value of repeated keys).
 	Payload map[string]string `json:"payload"`
 
-	// Normalised fields folded into the message state. Empty means unknown.
-	From               string     `json:"-"`
-	To                 string     `json:"-"`
-	Type               string     `json:"-"`
-	Units              int        `json:"-"`
-	TotalRate          string     `json:"-"`
-	TotalAmount        string     `json:"-"`
-	MCC                string     `json:"-"`
-	MNC                string     `json:"-"`
-	ParentMessageUUID  string     `json:"-"`
-	PartInfo           string     `json:"-"`
-	MessageTime        *time.Time `json:"-"`
-	QueuedTime         *time.Time `json:"-"`
-	SentTime           *time.Time `json:"-"`
-	DeliveryReportTime *time.Time `json:"-"`
-	// Text and MediaURLs are set only on SourceSend events.
-	Text      string   `json:"-"`
-	MediaURLs []string `json:"-"`
+	// Details and Content are folded into the message state; they are not
+	// part of an event's JSON (the payload carries what was received).
+	Details `json:"-"`
+	Content `json:"-"`
 }
 
 // Validate checks the invariants every stored event must satisfy.
@@ -106,28 +157,14 @@ func (e *Event) Validate() error {
 
 // Message is the current state of one message, folded from all its events.
 type Message struct {
-	MessageUUID        string     `json:"message_uuid"`
-	Status             string     `json:"status"`
-	ErrorCode          string     `json:"error_code"`
-	From               string     `json:"from"`
-	To                 string     `json:"to"`
-	Type               string     `json:"type"`
-	Units              int        `json:"units"`
-	TotalRate          string     `json:"total_rate"`
-	TotalAmount        string     `json:"total_amount"`
-	MCC                string     `json:"mcc"`
-	MNC                string     `json:"mnc"`
-	ParentMessageUUID  string     `json:"parent_message_uuid"`
-	PartInfo           string     `json:"part_info"`
-	MessageTime        *time.Time `json:"message_time"`
-	QueuedTime         *time.Time `json:"queued_time"`
-	SentTime           *time.Time `json:"sent_time"`
-	DeliveryReportTime *time.Time `json:"delivery_report_time"`
-	FirstSeen          time.Time  `json:"first_seen"`
-	LastSeen           time.Time  `json:"last_seen"`
-	EventCount         int        `json:"event_count"`
-	Text               string     `json:"text,omitempty"`
-	MediaURLs          []string   `json:"media_urls,omitempty"`
+	MessageUUID string `json:"message_uuid"`
+	Status      string `json:"status"`
+	ErrorCode   string `json:"error_code"`
+	Details
+	FirstSeen  time.Time `json:"first_seen"`
+	LastSeen   time.Time `json:"last_seen"`
+	EventCount int       `json:"event_count"`
+	Content
 
 	// Sequence of the event that set Status; used to order same-rank events.
 	StatusSequence int64 `json:"-"`
@@ -158,33 +195,7 @@ func (m *Message) Fold(ev *Event) (won bool) {
 		m.ErrorCode = ev.ErrorCode
 		m.StatusSequence = ev.Sequence
 	}
-	setStr := func(dst *string, v string) {
-		if v != "" && (won || *dst == "") {
-			*dst = v
-		}
-	}
-	setTime := func(dst **time.Time, v *time.Time) {
-		if v != nil && (won || *dst == nil) {
-			t := *v
-			*dst = &t
-		}
-	}
-	setStr(&m.From, ev.From)
-	setStr(&m.To, ev.To)
-	setStr(&m.Type, ev.Type)
-	if ev.Units != 0 && (won || m.Units == 0) {
-		m.Units = ev.Units
-	}
-	setStr(&m.TotalRate, ev.TotalRate)
-	setStr(&m.TotalAmount, ev.TotalAmount)
-	setStr(&m.MCC, ev.MCC)
-	setStr(&m.MNC, ev.MNC)
-	setStr(&m.ParentMessageUUID, ev.ParentMessageUUID)
-	setStr(&m.PartInfo, ev.PartInfo)
-	setTime(&m.MessageTime, ev.MessageTime)
-	setTime(&m.QueuedTime, ev.QueuedTime)
-	setTime(&m.SentTime, ev.SentTime)
-	setTime(&m.DeliveryReportTime, ev.DeliveryReportTime)
+	m.Details.merge(&ev.Details, won)
 	if ev.Text != "" {
 		m.Text = ev.Text
 	}
@@ -220,19 +231,4 @@ func (m *Message) TimeToDeliver() (time.Duration, bool) {
 		return 0, false
 	}
 	return d, true
-}
-
-// ParsePlivoTime parses Plivo's callback timestamp format
-// ("2024-05-01 10:00:00.123456", UTC). Empty input yields nil.
-func ParsePlivoTime(s string) (*time.Time, error) {
-	if s == "" {
-		return nil, nil
-	}
-	for _, layout := range []string{"2006-01-02 15:04:05.999999999", "2006-01-02 15:04:05.999999999-07:00", time.RFC3339Nano} {
-		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
-			t = t.UTC()
-			return &t, nil
-		}
-	}
-	return nil, errors.New("unrecognised time " + strconv.Quote(s))
 }

@@ -199,23 +199,6 @@ func (s *Store) pruneEvents(cutoff int64, max int) (n int, more bool, err error)
 	return n, more, err
 }
 
-// peekEventTime decodes only an encoded event's ReceivedAt (Unix nanos).
-func peekEventTime(b []byte) (int64, error) {
-	r := reader{b: b}
-	if r.byte() != eventFormat {
-		return 0, errCorrupt
-	}
-	r.bytes() // MessageUUID
-	r.bytes() // Status
-	r.bytes() // ErrorCode
-	r.varint()
-	var at int64
-	if r.byte() != 0 {
-		at = r.varint()
-	}
-	return at, r.err
-}
-
 // messageBatch is one transaction of the message pass.
 type messageBatch struct {
 	messages, events int

@@ -63,6 +63,9 @@ type Options struct {
 	// BeforeCommit, if set, runs on the writer goroutine before each batch
 	// is applied. Tests use it to inject a slow commit (a stalled disk).
 	BeforeCommit func()
+	// MaxNonces caps the unexpired nonces remembered (see nonce.go); 0
+	// means DefaultMaxNonces. At the cap new nonces get ErrNonceCapacity.
+	MaxNonces int
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
@@ -77,6 +80,10 @@ type Store struct {
 	beforeCommit func()
 	// onApplied is the SetOnApplied hook.
 	onApplied atomic.Pointer[func(Applied)]
+	// nonces is the replay-protection index (nonce.go), writer-owned.
+	nonces *nonceIndex
+	// health tracks recent commit outcomes for readiness (health.go).
+	health commitHealth
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
@@ -123,7 +130,17 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	nonces, err := openNonceIndex(db, now(), opts.MaxNonces)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	s := &Store{
+		nonces:       nonces,
 		db:           db,
 		path:         path,
 		now:          opts.Now,
@@ -288,10 +305,11 @@ func (s *Store) LastCursor() (uint64, error) {
 // writer is never held for long.
 const purgeBatch = 1000
 
-// PurgeNonces deletes up to max nonces that expired at or before now (max ≤ 0
-// means no limit), in transactions of at most purgeBatch deletions, and
-// returns how many it deleted.
-func (s *Store) PurgeNonces(now time.Time, max int) (int, error) {
+// purgeLegacyNonces deletes up to max nonces of the buckets older versions
+// wrote (nonces, nonce_expiry) that expired at or before now (max ≤ 0 means
+// no limit), in transactions of at most purgeBatch deletions, and returns
+// how many it deleted. Nothing writes these buckets any more (see nonce.go).
+func (s *Store) purgeLegacyNonces(now time.Time, max int) (int, error) {
 	total := 0
 	limit := uint64(now.UnixNano())
 	for max <= 0 || total < max {

@@ -25,6 +25,11 @@ const MaxNonceLen = 1024
 type Nonce struct {
 	Value     string
 	ExpiresAt time.Time
+	// Sum identifies the request that used the nonce (the app hashes its
+	// body and signatures). The nonce coming back with the same nonzero Sum
+	// is that request retried, answered Retry instead of ErrReplayed; with
+	// Sum 0 every repeat is a replay.
+	Sum uint64
 }
 
 // ApplyResult describes what Apply did.
@@ -43,6 +48,10 @@ type ApplyResult struct {
 	// BecameTerminal is true the first time the message reached a terminal
 	// status, so metrics count each message once.
 	BecameTerminal bool
+	// Retry means the nonces were already used by this same request (same
+	// Nonce.Sum): it was answered Duplicate with nothing read or written,
+	// and Cursor and Message are zero.
+	Retry bool
 }
 
 // Applied is an event a commit stored, with what Apply returned for it.
@@ -94,8 +103,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 // records the nonces. It returns once the transaction holding it has been
 // committed and fsync'd, group-committed with concurrent callers.
 //
-// If any nonce was already recorded and has not expired, Apply returns
-// ErrReplayed and stores nothing. An event identical to one already stored
+// If any nonce was already recorded by another request and has not expired,
+// Apply returns ErrReplayed and stores nothing; if by this same request (see
+// Nonce.Sum), Retry. ErrNonceCapacity means the replay window is full. An event identical to one already stored
 // for the message yields Duplicate (its nonces are recorded). If ctx ends
 // before the writer took the request into a transaction, Apply returns
 // ctx.Err() and nothing of it is written; once the writer has taken it,
@@ -141,7 +151,7 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 // returns equals what a later read decodes.
 func normalise(ev *Event) {
 	ev.ReceivedAt = ev.ReceivedAt.UTC().Round(0)
-	for _, p := range []**time.Time{&ev.MessageTime, &ev.QueuedTime, &ev.SentTime, &ev.DeliveryReportTime} {
+	for _, p := range ev.Details.times() {
 		if *p != nil {
 			t := (*p).UTC().Round(0)
 			*p = &t
@@ -274,6 +284,7 @@ func (w *writerState) commit() {
 			w.s.onCommit(time.Since(start), len(w.live))
 		}
 		if err == nil {
+			w.s.nonces.committed(w.now)
 			w.publish()
 		}
 		var re *requestError
@@ -290,6 +301,7 @@ func (w *writerState) commit() {
 				r.res, r.err = ApplyResult{}, fmt.Errorf("commit: %w", err)
 			}
 		}
+		w.s.health.noteCommit(w.s.now(), countApplies(w.live), err)
 		break
 	}
 	clear(w.live)
@@ -311,6 +323,7 @@ func (w *writerState) publish() {
 }
 
 func (w *writerState) applyAll(tx *bolt.Tx) error {
+	w.s.nonces.begin()
 	w.stats.reset()
 	w.pendingDelta = 0
 	b := buckets{
@@ -352,6 +365,9 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 	if err := addPendingCount(tx.Bucket(bucketMeta), w.pendingDelta); err != nil {
 		return err
 	}
+	if err := w.s.nonces.flush(tx); err != nil {
+		return err
+	}
 	return w.stats.flush(b.stats)
 }
 
@@ -364,14 +380,8 @@ type buckets struct {
 // the transaction goes on. An error returned means writes may have happened
 // and the batch must be retried without this request.
 func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, error) {
-	for _, n := range r.nonces {
-		if n.Value == "" {
-			continue
-		}
-		if v := b.nonces.Get([]byte(n.Value)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > w.now {
-			r.err = ErrReplayed
-			return cursor, nil
-		}
+	if w.checkNonces(r) {
+		return cursor, nil
 	}
 
 	ev := &r.ev
@@ -441,23 +451,6 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 		BecameTerminal: !IsTerminal(prevStatus) && IsTerminal(m.Status),
 	}
 	return cursor, nil
-}
-
-func (w *writerState) recordNonces(b *buckets, r *request) error {
-	for _, n := range r.nonces {
-		if n.Value == "" {
-			continue
-		}
-		exp := uint64(n.ExpiresAt.UnixNano())
-		if err := b.nonces.Put([]byte(n.Value), u64key(exp)); err != nil {
-			return fmt.Errorf("put nonce: %w", err)
-		}
-		k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(n.Value)), exp)
-		if err := b.nonceExpiry.Put(append(k, n.Value...), nil); err != nil {
-			return fmt.Errorf("put nonce expiry: %w", err)
-		}
-	}
-	return nil
 }
 
 // cloneMessage copies m so the caller's result shares nothing with the

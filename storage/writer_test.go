@@ -27,7 +27,7 @@ func TestApplyConcurrent(t *testing.T) {
 			for i := range perWriter {
 				uuid := fmt.Sprintf("c-%d-%d", w, i/3)
 				_, err := s.Apply(context.Background(), ev(uuid, benchStatuses[i%3], int64(i%3+1)),
-					Nonce{fmt.Sprintf("n-%d-%d", w, i), time.Now().Add(time.Hour)})
+					Nonce{Value: fmt.Sprintf("n-%d-%d", w, i), ExpiresAt: time.Now().Add(time.Hour)})
 				if err != nil {
 					errs <- err
 				}

@@ -106,10 +106,15 @@ func benchForward(b *testing.B, rate int) {
 				}
 				u := uuid.Must(uuid.NewUUID()).String()
 				for seq, status := range []string{"queued", "sent", "delivered"} {
-					ev := storage.Event{MessageUUID: u, Status: status, Sequence: int64(seq + 1), Source: storage.SourceCallback,
+					ev := storage.Event{
+						MessageUUID: u,
+						Status:      status,
+						Sequence:    int64(seq + 1),
+						Source:      storage.SourceCallback,
 						Payload: map[string]string{"MessageUUID": u, "Status": status, "Sequence": strconv.Itoa(seq + 1),
 							"To": "447700900123", "From": "14155550100", "Units": "1", "TotalRate": "0.00450"},
-						To: "447700900123", From: "14155550100", Type: "sms", Units: 1}
+						Details: storage.Details{To: "447700900123", From: "14155550100", Type: "sms", Units: 1},
+					}
 					if _, err := st.Apply(context.Background(), ev); err != nil {
 						b.Error(err)
 						return

@@ -55,11 +55,14 @@ func storeMessages(t testing.TB, st *storage.Store, n int, receivedAt time.Time)
 	for seq, status := range []string{"queued", "sent", "delivered"} {
 		for _, u := range uuids {
 			ev := storage.Event{
-				MessageUUID: u, Status: status, Sequence: int64(seq + 1), Source: storage.SourceCallback,
-				ReceivedAt: receivedAt,
+				MessageUUID: u,
+				Status:      status,
+				Sequence:    int64(seq + 1),
+				Source:      storage.SourceCallback,
+				ReceivedAt:  receivedAt,
 				Payload: map[string]string{"MessageUUID": u, "Status": status, "Sequence": strconv.Itoa(seq + 1),
 					"To": "14155550100", "From": "14155550199"},
-				To: "14155550100", From: "14155550199",
+				Details: storage.Details{To: "14155550100", From: "14155550199"},
 			}
 			if _, err := st.Apply(context.Background(), ev); err != nil {
 				t.Fatal(err)

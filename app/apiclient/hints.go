@@ -1,22 +1,11 @@
-package app
+package apiclient
 
 import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"syscall"
 )
-
-// CheckServerURL refuses a --server without scheme or host before a Go URL
-// parse error does it less clearly ("127.0.0.1:8080" is a common spelling).
-func CheckServerURL(serverURL string) error {
-	u, err := url.Parse(serverURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--server %q: must be a URL like http://127.0.0.1:8080 or https://dlr.example.com", serverURL)
-	}
-	return nil
-}
 
 // connectError wraps a failed request to a running server with what to try.
 func connectError(serverURL string, err error) error {

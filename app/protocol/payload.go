@@ -1,4 +1,4 @@
-package app
+package protocol
 
 import (
 	"bytes"
@@ -119,20 +119,22 @@ func jsonParams(body []byte) (url.Values, error) {
 func ParseCallback(params url.Values) (storage.Event, error) {
 	get := func(k string) string { return strings.TrimSpace(params.Get(k)) }
 	ev := storage.Event{
-		Source:            storage.SourceCallback,
-		MessageUUID:       get("MessageUUID"),
-		Status:            normaliseStatus(get("Status")),
-		ErrorCode:         get("ErrorCode"),
-		From:              get("From"),
-		To:                get("To"),
-		Type:              get("Type"),
-		TotalRate:         get("TotalRate"),
-		TotalAmount:       get("TotalAmount"),
-		MCC:               get("MCC"),
-		MNC:               get("MNC"),
-		ParentMessageUUID: get("ParentMessageUUID"),
-		PartInfo:          get("PartInfo"),
-		Payload:           make(map[string]string, len(params)),
+		Source:      storage.SourceCallback,
+		MessageUUID: get("MessageUUID"),
+		Status:      NormaliseStatus(get("Status")),
+		ErrorCode:   get("ErrorCode"),
+		Payload:     make(map[string]string, len(params)),
+		Details: storage.Details{
+			From:              get("From"),
+			To:                get("To"),
+			Type:              get("Type"),
+			TotalRate:         get("TotalRate"),
+			TotalAmount:       get("TotalAmount"),
+			MCC:               get("MCC"),
+			MNC:               get("MNC"),
+			ParentMessageUUID: get("ParentMessageUUID"),
+			PartInfo:          get("PartInfo"),
+		},
 	}
 	for k, vs := range params {
 		if len(vs) > 0 {
@@ -169,7 +171,7 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 		{"SentTime", &ev.SentTime},
 		{"DeliveryReportTime", &ev.DeliveryReportTime},
 	} {
-		t, err := storage.ParsePlivoTime(get(f.name))
+		t, err := ParseTime(get(f.name))
 		if err != nil {
 			return storage.Event{}, fmt.Errorf("%w: %s %s is not a Plivo timestamp", ErrMalformed, f.name, quoteShort(get(f.name)))
 		}
@@ -181,9 +183,9 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 	return ev, nil
 }
 
-// normaliseStatus lowercases a known status received in another case and
+// NormaliseStatus lowercases a known status received in another case and
 // keeps anything else as received.
-func normaliseStatus(s string) string {
+func NormaliseStatus(s string) string {
 	if l := strings.ToLower(s); l != s && storage.StatusRank(l) > 0 {
 		return l
 	}

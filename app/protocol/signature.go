@@ -1,4 +1,4 @@
-package app
+package protocol
 
 import (
 	"crypto/hmac"
@@ -83,6 +83,10 @@ func NewSignatureVerifier(tokens ...string) *SignatureVerifier {
 	}
 	return v
 }
+
+// HasTokens reports whether any token is configured: without one nothing
+// verifies.
+func (v *SignatureVerifier) HasTokens() bool { return len(v.tokens) > 0 }
 
 // Verify checks r's signature headers. Any configured token may have made any
 // of the signatures: X-Plivo-Signature-Ma-V2/-Ma-V3 use the main account's

@@ -1,4 +1,9 @@
-package app
+// Package hub fans stored events out to the dashboard's WebSocket
+// subscribers: each committed event is encoded once into a ready-to-write
+// WebSocket frame and kept in a shared ring that every subscriber reads at
+// its own pace. It knows nothing of HTTP; the server's /ws handler owns the
+// connections and writes the frames.
+package hub
 
 import (
 	"context"
@@ -15,17 +20,17 @@ import (
 	"plivo-dlr/storage"
 )
 
-// hubRingSize is how many frames the hub keeps for subscribers to catch up
+// ringSize is how many frames the hub keeps for subscribers to catch up
 // on. A subscriber that falls further behind is dropped and resumes from its
 // cursor through the database. At a few hundred bytes a frame this is about
 // 2 MiB shared by every client, instead of a buffer per client.
-const hubRingSize = 4096
+const ringSize = 4096
 
-// ErrHubClosed is returned by Subscribe once the hub is shutting down.
-var ErrHubClosed = errors.New("hub closed")
+// ErrClosed is returned by Subscribe once the hub is shutting down.
+var ErrClosed = errors.New("hub closed")
 
-// streamFrame is one JSON frame of the /ws stream.
-type streamFrame struct {
+// StreamFrame is one JSON frame of the /ws stream.
+type StreamFrame struct {
 	Type    string           `json:"type"`
 	Cursor  uint64           `json:"cursor"`
 	Message *storage.Message `json:"message,omitempty"`
@@ -33,16 +38,16 @@ type streamFrame struct {
 
 // Frame types.
 const (
-	frameStatusUpdate = "status_update"
-	// frameReady says replay is over; Cursor is where the live stream begins.
-	frameReady = "ready"
+	FrameStatusUpdate = "status_update"
+	// FrameReady says replay is over; Cursor is where the live stream begins.
+	FrameReady = "ready"
 )
 
-// hubFrame is a stored event encoded once as a complete WebSocket text
-// frame, shared read-only by every subscriber.
-type hubFrame struct {
-	cursor uint64
-	wire   []byte
+// Frame is a stored event encoded once as a complete WebSocket text frame,
+// shared read-only by every subscriber: Wire must not be modified.
+type Frame struct {
+	Cursor uint64
+	Wire   []byte
 }
 
 // Hub fans stored events out to WebSocket subscribers. It keeps the newest
@@ -58,7 +63,7 @@ type Hub struct {
 	subscribers atomic.Int64
 
 	mu     sync.Mutex
-	ring   [hubRingSize]hubFrame
+	ring   [ringSize]Frame
 	head   uint64        // frames ever appended; the next goes to ring[head%size]
 	wake   chan struct{} // closed and replaced on every append
 	closed bool
@@ -67,15 +72,13 @@ type Hub struct {
 	conns   sync.WaitGroup
 }
 
-// NewHub returns an empty hub; clients, if not nil, tracks its subscribers.
-func NewHub(log *slog.Logger, clients prometheus.Gauge) *Hub {
+// New returns an empty hub; clients, if not nil, tracks its subscribers.
+func New(log *slog.Logger, clients prometheus.Gauge) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Hub{log: log, clients: clients, wake: make(chan struct{}), closing: make(chan struct{})}
 }
-
-var _ Notifier = (*Hub)(nil)
 
 // Notify publishes the new state of a message after its event was
 // committed. It is called on the callback path and never blocks on clients.
@@ -84,22 +87,22 @@ func (h *Hub) Notify(ev storage.Event, res storage.ApplyResult) {
 		return
 	}
 	msg := res.Message
-	wire, err := encodeFrame(streamFrame{Type: frameStatusUpdate, Cursor: res.Cursor, Message: &msg})
+	wire, err := EncodeFrame(StreamFrame{Type: FrameStatusUpdate, Cursor: res.Cursor, Message: &msg})
 	if err != nil {
 		h.log.Error("encode stream frame", "message_uuid", ev.MessageUUID, "err", err)
 		return
 	}
 	h.mu.Lock()
-	h.ring[h.head%hubRingSize] = hubFrame{cursor: res.Cursor, wire: wire}
+	h.ring[h.head%ringSize] = Frame{Cursor: res.Cursor, Wire: wire}
 	h.head++
 	close(h.wake)
 	h.wake = make(chan struct{})
 	h.mu.Unlock()
 }
 
-// encodeFrame marshals f and wraps it in an unmasked WebSocket text frame
+// EncodeFrame marshals f and wraps it in an unmasked WebSocket text frame
 // (RFC 6455 §5.2; servers never mask), so it is encoded once for all clients.
-func encodeFrame(f streamFrame) ([]byte, error) {
+func EncodeFrame(f StreamFrame) ([]byte, error) {
 	payload, err := json.Marshal(f)
 	if err != nil {
 		return nil, fmt.Errorf("marshal frame: %w", err)
@@ -129,7 +132,7 @@ func (h *Hub) Subscribe() (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
-		return nil, ErrHubClosed
+		return nil, ErrClosed
 	}
 	h.conns.Add(1)
 	h.subscribers.Add(1)
@@ -177,15 +180,15 @@ type Subscription struct {
 // max of them. It also returns a channel closed on the next publish (to wait
 // on when nothing was pending) and whether the subscriber fell so far
 // behind that frames were overwritten: it must then be dropped.
-func (s *Subscription) Next(dst []hubFrame, max int) (frames []hubFrame, wake <-chan struct{}, lagged bool) {
+func (s *Subscription) Next(dst []Frame, max int) (frames []Frame, wake <-chan struct{}, lagged bool) {
 	h := s.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.head-s.pos > hubRingSize {
+	if h.head-s.pos > ringSize {
 		return dst, h.wake, true
 	}
 	for ; s.pos < h.head && max > 0; s.pos, max = s.pos+1, max-1 {
-		dst = append(dst, h.ring[s.pos%hubRingSize])
+		dst = append(dst, h.ring[s.pos%ringSize])
 	}
 	return dst, h.wake, false
 }

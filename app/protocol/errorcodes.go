@@ -1,8 +1,8 @@
-package app
+package protocol
 
 import "strings"
 
-// PlivoErrorCodes maps Plivo's SMS error codes (the ErrorCode of a
+// ErrorCodes maps Plivo's SMS error codes (the ErrorCode of a
 // delivery-status callback) to their reason, as Plivo documents them: the
 // messaging error-code table and the blog post introducing it (10–110, 200,
 // 201, 1000), the support article on insufficient balance (900) and the SMS
@@ -10,7 +10,7 @@ import "strings"
 // callback documentation (420). Only codes we could confirm are listed; any
 // other code is counted as "other" in metrics, which keeps the label set
 // closed whatever a carrier sends.
-var PlivoErrorCodes = map[string]string{
+var ErrorCodes = map[string]string{
 	"10":   "Invalid message",
 	"20":   "Network error",
 	"30":   "Spam detected",
@@ -30,18 +30,18 @@ var PlivoErrorCodes = map[string]string{
 	"1000": "Unknown error",
 }
 
-// errorCodeOther is the metrics label of codes not in PlivoErrorCodes.
-const errorCodeOther = "other"
+// ErrorCodeOther is the metrics label of codes not in ErrorCodes.
+const ErrorCodeOther = "other"
 
-// normalizeErrorCode returns the code as PlivoErrorCodes spells it, "" when
-// there is no error ("", "0", "000"), or errorCodeOther.
-func normalizeErrorCode(code string) string {
+// NormalizeErrorCode returns the code as ErrorCodes spells it, "" when
+// there is no error ("", "0", "000"), or ErrorCodeOther.
+func NormalizeErrorCode(code string) string {
 	code = strings.TrimLeft(strings.TrimSpace(code), "0")
 	if code == "" {
 		return ""
 	}
-	if _, ok := PlivoErrorCodes[code]; ok {
+	if _, ok := ErrorCodes[code]; ok {
 		return code
 	}
-	return errorCodeOther
+	return ErrorCodeOther
 }

@@ -1,4 +1,4 @@
-package app
+package protocol
 
 import (
 	"encoding/json"
@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// signatureVector is one case of app/testdata/plivo/signature-vectors.json.
+// signatureVector is one case of app/protocol/testdata/plivo/signature-vectors.json.
 type signatureVector struct {
 	Name              string            `json:"name"`
 	Version           string            `json:"version"`
@@ -25,7 +25,7 @@ type signatureVector struct {
 	Note              string            `json:"note"`
 }
 
-// callbackFixture is one case of app/testdata/plivo/callbacks.json.
+// callbackFixture is one case of app/protocol/testdata/plivo/callbacks.json.
 type callbackFixture struct {
 	Name        string `json:"name"`
 	ContentType string `json:"content_type"`

@@ -1,4 +1,4 @@
-package app
+package protocol
 
 import (
 	"net/url"
@@ -9,7 +9,7 @@ import (
 // path (parse the form, verify the V2 signature, build the event), without
 // HTTP or storage:
 //
-//	go test -run '^$' -bench BenchmarkCallbackCPU -benchmem ./app
+//	go test -run '^$' -bench BenchmarkCallbackCPU -benchmem ./app/protocol
 func BenchmarkCallbackCPU(b *testing.B) {
 	const callbackURL = "https://hooks.example.com/plivo/callback"
 	body := []byte(url.Values{
@@ -41,3 +41,6 @@ func BenchmarkCallbackCPU(b *testing.B) {
 		}
 	}
 }
+
+// benchToken is a Plivo-shaped auth token (40 base64 characters).
+const benchToken = "MzY2ZjQxZTg5NjFiY2I2NWE1OTJkNWFlNzBiZjE4"
