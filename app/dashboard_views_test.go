@@ -211,6 +211,12 @@ func TestDashboardFirstViewport(t *testing.T) {
 		if f.WidestRight > float64(f.InnerWidth)+0.5 {
 			t.Errorf("%s: %s ends at x=%.0f, beyond the %d px viewport", vp.name, f.WidestWhat, f.WidestRight, f.InnerWidth)
 		}
+		// Hidden controls stay hidden (an author display rule can undo the
+		// hidden attribute).
+		if shown := browserValue(t, ctx, vp.name+": hidden controls", chromedp.Evaluate[[]string](
+			`[...document.querySelectorAll("[hidden]")].filter((e) => e.getBoundingClientRect().width > 0).map((e) => e.id || e.className)`)); len(shown) > 0 {
+			t.Errorf("%s: elements with the hidden attribute are shown: %v", vp.name, shown)
+		}
 		// The send form is not in the page flow: it is a dialog behind a button.
 		if open := browserValue(t, ctx, vp.name+": send dialog state", chromedp.Evaluate[bool](`document.querySelector("#send-dialog").open`)); open {
 			t.Errorf("%s: send dialog open on load", vp.name)
@@ -304,7 +310,7 @@ func TestDashboardDetailAndDeepLink(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`tr[data-uuid="`+target+`"] .status-cell`)),
 		chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
 	)
-	screenshot(t, ctx, "detail-desktop")
+	screenshot(t, ctx, "detail-filtered-desktop")
 	link := browserValue(t, ctx, "read the URL", chromedp.Location())
 	if !strings.Contains(link, "status=undelivered") || !strings.Contains(link, "m="+target) {
 		t.Fatalf("URL %s does not name the filter and the message", link)
@@ -409,6 +415,16 @@ func TestDashboardKeyboard(t *testing.T) {
 	defer failureScreenshot(t, ctx)
 	loginBrowser(t, ctx, d)
 	newest, second := uuids[4], uuids[3]
+	// Only the focus is checked: chromedp types a key as keyDown plus a
+	// separate "char" event, which inserts the "/" even though the page
+	// cancels the keydown (a real keyboard's would not).
+	within(t, ctx, 5*time.Second, `"/" goes to the search box`,
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+newest+`"]`)),
+		chromedp.KeyEvent("/"),
+		chromedp.Poll[chromedp.Void](`document.activeElement === document.querySelector("#filters [name=q]")`,
+			chromedp.WithPollingTimeout(time.Second)),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
+	)
 	within(t, ctx, 10*time.Second, "focus the list",
 		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+uuids[0]+`"]`)),
 		// The last control before the list; the list is the next tab stop.
@@ -435,6 +451,36 @@ func TestDashboardKeyboard(t *testing.T) {
 		chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
 		chromedp.Poll[chromedp.Void](`document.activeElement.dataset.uuid === "`+second+`" && !location.hash.includes("m=")`, chromedp.WithPollingTimeout(time.Second)),
 	)
+
+	// With the panel open, arrows in the list move the panel along; Escape
+	// then closes it without leaving the page, also when the panel came
+	// from a link (no history entry of this page's own to step back to).
+	third := uuids[2]
+	for _, how := range []string{"opened here", "opened by a link"} {
+		if how == "opened by a link" {
+			within(t, ctx, 10*time.Second, "open by a link",
+				chromedp.Navigate("about:blank"),
+				chromedp.Navigate(d.url("/#m="+second)),
+				chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
+				chromedp.Focus(chromedp.CSS(`tr[data-uuid="`+second+`"]`)),
+			)
+		} else {
+			within(t, ctx, 5*time.Second, "open with Enter", chromedp.KeyEvent(kb.Enter),
+				chromedp.WaitVisible(chromedp.CSS(`#detail[open] ol.events li:nth-child(3)`)),
+				chromedp.Focus(chromedp.CSS(`tr[data-uuid="`+second+`"]`)))
+		}
+		within(t, ctx, 5*time.Second, how+": arrow down moves the panel, Escape closes it",
+			chromedp.KeyEvent(kb.ArrowDown),
+			chromedp.Poll[chromedp.Void](`location.hash.includes("m=`+third+`") && document.querySelector("#detail-body").textContent.includes("`+third+`")`,
+				chromedp.WithPollingTimeout(3*time.Second)),
+			chromedp.KeyEvent(kb.Escape),
+			chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
+			chromedp.Sleep(200*time.Millisecond), // a wrong history.back() would have left by now
+		)
+		if loc := browserValue(t, ctx, how+": URL after Escape", chromedp.Location()); loc != d.url("/") {
+			t.Errorf("%s: after Escape the page is at %s, want %s", how, loc, d.url("/"))
+		}
+	}
 }
 
 // TestDashboardSendAndTextSearch sends from the dialog to the sandbox,
@@ -495,7 +541,7 @@ func TestDashboardSendAndTextSearch(t *testing.T) {
 	within(t, ctx, 10*time.Second, "a text search with no match says so",
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
 		chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), "nonexistent words"+kb.Enter),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent.startsWith("No message matches. Text searched in the 6 most recent messages (all).")`,
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent.startsWith("No message matches. Searched in the 6 most recent messages (all).")`,
 			chromedp.WithPollingTimeout(5*time.Second)),
 	)
 }
@@ -570,5 +616,79 @@ func TestDashboardDetailPhone(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#detail .close`)),
 		chromedp.WaitNotPresent(chromedp.CSS(`#detail[open]`)),
 		chromedp.Poll[chromedp.Void](`document.activeElement.dataset.uuid === "`+target+`"`, chromedp.WithPollingTimeout(time.Second)),
+	)
+}
+
+// TestDashboardErrorFilter lists the messages with one error code, from
+// the top errors and from a message's panel; the URL names the filter.
+func TestDashboardErrorFilter(t *testing.T) {
+	d := startDashServer(t, nil)
+	uuids := seedMessages(t, d, 12) // error 30: messages 3 and 10; error 50: message 5
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	rowsAre := func(want ...string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll("#messages tbody tr")].map((r) => r.dataset.uuid).join(",") === %q`, strings.Join(want, ","))
+	}
+	within(t, ctx, 10*time.Second, "filter by error 30 from the top errors",
+		setViewport(desktopW, desktopH),
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+uuids[11]+`"]`)),
+		chromedp.Click(chromedp.CSS(`#charts-toggle`)),
+		chromedp.WaitVisible(chromedp.CSS(`#top-errors button[data-err="30"]`)),
+		chromedp.Click(chromedp.CSS(`#top-errors button[data-err="30"]`)),
+		chromedp.Poll[chromedp.Void](rowsAre(uuids[10], uuids[3]), chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS(`#err-chip`)),
+	)
+	if loc := browserValue(t, ctx, "URL", chromedp.Location()); !strings.Contains(loc, "err=30") {
+		t.Errorf("URL %s does not name the error filter", loc)
+	}
+	if chip := browserValue(t, ctx, "chip", chromedp.TextContent(chromedp.CSS(`#err-chip`))); !strings.Contains(chip, "30 – Spam detected") {
+		t.Errorf("error chip says %q", chip)
+	}
+	within(t, ctx, 10*time.Second, "the filter survives a reload; removing it lists all",
+		chromedp.Reload(),
+		chromedp.Poll[chromedp.Void](rowsAre(uuids[10], uuids[3]), chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.Click(chromedp.CSS(`#err-chip button`)),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#messages tbody tr").length === 12 && !location.hash.includes("err=")`, chromedp.WithPollingTimeout(5*time.Second)),
+	)
+	within(t, ctx, 10*time.Second, "filter by error 50 from the panel",
+		chromedp.Click(chromedp.CSS(`tr[data-uuid="`+uuids[5]+`"] .status-cell`)),
+		chromedp.WaitVisible(chromedp.CSS(`#detail[open] button.err-filter`)),
+		chromedp.Click(chromedp.CSS(`#detail button.err-filter`)),
+		chromedp.Poll[chromedp.Void](rowsAre(uuids[5]), chromedp.WithPollingTimeout(5*time.Second)),
+	)
+}
+
+// TestDashboardEmptyStates: an empty store says so (and no rate), a first
+// message still in flight gives no rate either, and a filter without a
+// match says that rather than "no messages".
+func TestDashboardEmptyStates(t *testing.T) {
+	d := startDashServer(t, nil)
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	text := func(sel string) string {
+		return browserValue(t, ctx, "read "+sel, chromedp.TextContent(chromedp.CSS(sel)))
+	}
+	within(t, ctx, 10*time.Second, "empty list",
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "No messages yet." && document.querySelector("#counts").textContent.includes("total")`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+	if r := text(`#rate`); r != "– delivered" {
+		t.Errorf("rate on an empty store: %q, want – delivered", r)
+	}
+	u := uuid.Must(uuid.NewUUID()).String()
+	d.sendCallback(t, u, "queued", "", 1)
+	within(t, ctx, 5*time.Second, "the first message appears",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+u+`"]`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "" && document.querySelector("#counts").textContent.includes("total1")`,
+			chromedp.WithPollingTimeout(5*time.Second)))
+	if r := text(`#rate`); r != "– delivered" {
+		t.Errorf("rate with only a queued message: %q, want – delivered", r)
+	}
+	within(t, ctx, 5*time.Second, "a filter without a match",
+		chromedp.Evaluate[chromedp.Void](`(() => { const s = document.querySelector('#filters [name=status]'); s.value = "failed"; s.dispatchEvent(new Event("change", { bubbles: true })); })()`),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent === "No message matches these filters." && document.querySelectorAll("#messages tbody tr").length === 0`,
+			chromedp.WithPollingTimeout(5*time.Second)),
+		chromedp.WaitVisible(chromedp.CSS(`#filters-clear`)),
 	)
 }

@@ -11,15 +11,20 @@ const TERMINAL = ["delivered", "undelivered", "failed", "rejected", "read"];
 const FAILED = ["undelivered", "failed", "rejected"];
 const nf = new Intl.NumberFormat();
 
+// The list filters, as named in the URL: q (number, UUID prefix or text),
+// status, from and to (dates, in the browser's zone), err (error code).
+const FILTER_KEYS = ["q", "status", "from", "to", "err"];
+function noFilters() { return Object.fromEntries(FILTER_KEYS.map((k) => [k, ""])); }
+
 const state = {
   cursor: null,          // highest stream cursor seen; null before the first "ready"
   applied: new Map(),    // message_uuid -> cursor of the state shown
   next: "",              // next_cursor of the message list
   loading: false,
   listSeq: 0,            // bumps on every reset, so a stale page is dropped
-  filters: { q: "", status: "", from: "", to: "" },
-  textMode: false,       // the search is over message text, done in the browser
-  scanned: 0,            // messages read by the text search so far
+  filters: noFilters(),
+  textMode: false,       // a filter the store lacks (text, error code) is applied here
+  scanned: 0,            // messages read by such a filter so far
   detailUUID: null,
   detail: null,          // last detail body, re-rendered on a zone change
   config: null,
@@ -85,7 +90,7 @@ async function api(path, opts) {
 function readURL() {
   const p = new URLSearchParams(location.hash.replace(/^#/, ""));
   return {
-    filters: { q: p.get("q") || "", status: p.get("status") || "", from: p.get("from") || "", to: p.get("to") || "" },
+    filters: Object.fromEntries(FILTER_KEYS.map((k) => [k, p.get(k) || ""])),
     m: p.get("m") || null,
   };
 }
@@ -96,10 +101,17 @@ function urlFor(filters, m) {
   const s = p.toString();
   return s ? "#" + s : location.pathname;
 }
-function writeURL(push) {
+// writeURL records the view in the URL: push makes a history entry (opening
+// a message, so Back closes it); otherwise the current entry is replaced.
+// An entry's "pushed" says this page opened the panel in it, so closing can
+// step back; a changed filter clears it (the entry before has other
+// filters, which a step back would bring back).
+function writeURL(push, keepPushed = true) {
   const u = urlFor(state.filters, state.detailUUID);
-  if (u === (location.hash || location.pathname)) return;
-  history[push ? "pushState" : "replaceState"]({ m: state.detailUUID }, "", u);
+  const cur = history.state || {};
+  const pushed = !!state.detailUUID && (push || (keepPushed && cur.pushed === true));
+  if (u === (location.hash || location.pathname) && cur.pushed === pushed) return;
+  history[push ? "pushState" : "replaceState"]({ m: state.detailUUID, pushed }, "", u);
 }
 
 // ---------- list ----------
@@ -147,6 +159,7 @@ function matchesFilters(m) {
   const first = new Date(m.first_seen);
   if (since && first < since) return false;
   if (until && first >= until) return false;
+  if (f.err && !errHit(m, f.err)) return false;
   if (f.q) {
     const q = f.q.toLowerCase();
     if (isTextQuery(f.q)) return textHit(m, q);
@@ -172,6 +185,7 @@ function isTextQuery(q) {
       [...q].every((c, i) => c !== "-" || [8, 13, 18, 23].includes(i))) return false; // a UUID prefix
   return true;
 }
+function errHit(m, code) { return hasError(m.error_code) && Number(m.error_code) === Number(code); }
 function textHit(m, q) {
   const norm = (s) => (s || "").toLowerCase();
   return norm(m.text).includes(q) || norm(m.to).includes(q) || norm(m.from).includes(q);
@@ -222,9 +236,9 @@ async function loadPage(reset) {
   if (reset) showListState("loading…");
   try {
     const f = state.filters;
-    const text = isTextQuery(f.q);
+    const text = isTextQuery(f.q) || !!f.err;
     const p = new URLSearchParams({ limit: text ? String(TEXT_PAGE) : "50" });
-    if (f.q && !text) p.set("q", f.q);
+    if (f.q && !isTextQuery(f.q)) p.set("q", f.q);
     if (f.status) p.set("status", f.status);
     const { since, until } = filterTimes(f);
     if (since) p.set("since", since.toISOString());
@@ -233,9 +247,8 @@ async function loadPage(reset) {
     const body = await api("/api/messages?" + p);
     if (seq !== state.listSeq) return; // the filters changed meanwhile
     if (reset) tbody.replaceChildren();
-    const q = f.q.toLowerCase();
     for (const m of body.messages) {
-      if (text && !textHit(m, q)) continue;
+      if (text && !matchesFilters(m)) continue;
       if (!tbody.querySelector(`tr[data-uuid="${CSS.escape(m.message_uuid)}"]`)) tbody.append(rowFor(m));
     }
     if (text) state.scanned = (reset ? 0 : state.scanned) + body.messages.length;
@@ -247,7 +260,7 @@ async function loadPage(reset) {
     ensureTabStop();
     showListState();
     if (text) {
-      const note = `Text searched in the ${nf.format(state.scanned)} most recent messages${state.next ? "" : " (all)"}.`;
+      const note = `Searched in the ${nf.format(state.scanned)} most recent messages${state.next ? "" : " (all)"}.`;
       $("#list-state").textContent = (tbody.rows.length ? "" : "No message matches. ") + note;
     }
   } catch (e) {
@@ -259,18 +272,30 @@ async function loadPage(reset) {
 
 function setFilterForm(f) {
   const form = $("#filters");
-  for (const k of ["q", "status", "from", "to"]) form.elements[k].value = f[k] || "";
+  for (const k of FILTER_KEYS) form.elements[k].value = f[k] || "";
+  const chip = $("#err-chip");
+  chip.hidden = !f.err;
+  chip.firstChild.textContent = f.err ? `error ${shortError(f.err) || f.err}` : "";
+}
+// filterByError lists the messages that failed with code (from the top
+// errors or a message's panel).
+function filterByError(code) {
+  const f = { ...state.filters, err: String(code) };
+  setFilterForm(f);
+  applyFilters(f);
 }
 function applyFilters(f) {
   const same = JSON.stringify(f) === JSON.stringify(state.filters);
   state.filters = f;
-  writeURL(false);
+  writeURL(false, same);
   if (!same) loadPage(true);
 }
 $("#filters").addEventListener("submit", (e) => {
   e.preventDefault();
   const fd = new FormData(e.target);
-  applyFilters({ q: fd.get("q").trim(), status: fd.get("status"), from: fd.get("from"), to: fd.get("to") });
+  const f = Object.fromEntries(FILTER_KEYS.map((k) => [k, String(fd.get(k) || "")]));
+  f.q = f.q.trim();
+  applyFilters(f);
 });
 $("#filters").addEventListener("change", () => $("#filters").requestSubmit());
 let searchTimer = null;
@@ -279,8 +304,14 @@ $("#filters").elements.q.addEventListener("input", () => {
   searchTimer = setTimeout(() => $("#filters").requestSubmit(), 300);
 });
 $("#filters-clear").addEventListener("click", () => {
-  setFilterForm({});
-  applyFilters({ q: "", status: "", from: "", to: "" });
+  setFilterForm(noFilters());
+  applyFilters(noFilters());
+  $("#filters").elements.q.focus();
+});
+$("#err-chip button").addEventListener("click", () => {
+  const f = { ...state.filters, err: "" };
+  setFilterForm(f);
+  applyFilters(f);
   $("#filters").elements.q.focus();
 });
 $("#more-btn").addEventListener("click", () => loadPage(false));
@@ -320,6 +351,9 @@ tbody.addEventListener("keydown", (e) => {
   }
   e.preventDefault();
   focusRow(to);
+  // With the panel open, it follows the focused row (one history entry for
+  // the panel, however far one moves).
+  if ($("#detail").open && to && to.dataset.uuid !== state.detailUUID) openDetail(to.dataset.uuid, { push: false });
   // Near the end: fetch the next page so arrows can go on.
   if (rs.indexOf(to) >= rs.length - 3 && !state.textMode) loadPage(false);
 });
@@ -330,6 +364,12 @@ tbody.addEventListener("click", (e) => {
   openDetail(tr.dataset.uuid, { push: true, focus: false });
 });
 document.addEventListener("keydown", (e) => {
+  // "/" goes to the search box, as on many sites, unless one is typing.
+  if (e.key === "/" && !e.target.closest("input, textarea, select, [contenteditable]") && !$("#send-dialog").open) {
+    e.preventDefault();
+    $("#filters").elements.q.focus();
+    return;
+  }
   if (e.key !== "Escape") return;
   if ($("#detail").open && !$("#send-dialog").open) { e.preventDefault(); closeDetail(); }
 });
@@ -372,7 +412,7 @@ function closeDetail() {
   markSelected();
   // Opened by this page: step back, so Back and Close agree. Opened by a
   // link: replace, so Back leaves as expected.
-  if (history.state && history.state.m === uuid) history.back(); else writeURL(false);
+  if (history.state && history.state.pushed) history.back(); else writeURL(false);
   const tr = tbody.querySelector(`tr[data-uuid="${CSS.escape(uuid)}"]`);
   if (tr) focusRow(tr);
 }
@@ -427,6 +467,12 @@ function errorAdvice(code) {
   return "";
 }
 
+function errFilterButton(code) {
+  const b = el("button", { type: "button", class: "link err-filter", text: `List messages with error ${code}` });
+  b.addEventListener("click", () => filterByError(code));
+  return b;
+}
+
 function renderDetail() {
   const body = state.detail;
   if (!body) return;
@@ -443,7 +489,8 @@ function renderDetail() {
     const advice = errorAdvice(m.error_code);
     out.push(el("div", { class: "error-box", role: "note" },
       el("strong", { text: `Error ${m.error_code}` }), el("p", { text: describeError(m.error_code) || "Code not in the error table." }),
-      advice ? el("p", { class: "advice", text: advice }) : null));
+      advice ? el("p", { class: "advice", text: advice }) : null,
+      errFilterButton(m.error_code)));
   }
 
   // Timeline from Plivo's own timestamps (UTC), with the time between steps.
@@ -594,8 +641,11 @@ async function loadStats() {
   const t = st.time_to_deliver;
   $("#ttd").textContent = t.p50_seconds != null ? `to deliver: p50 ${t.p50_seconds.toFixed(1)} s · p90 ${t.p90_seconds.toFixed(1)} s` : "";
   const top = $("#top-errors");
-  top.replaceChildren(...st.top_error_codes.map((e) => el("li", {},
-    el("b", { text: `${e.code}` }), ` × ${nf.format(e.count)} – ${describeError(e.code) || "unknown code"}`)));
+  top.replaceChildren(...st.top_error_codes.map((e) => {
+    const b = el("button", { type: "button", class: "link", "data-err": e.code, "aria-label": `List messages with error ${e.code}`, text: "list them" });
+    b.addEventListener("click", () => filterByError(e.code));
+    return el("li", {}, el("b", { text: `${e.code}` }), ` × ${nf.format(e.count)} – ${describeError(e.code) || "unknown code"} `, b);
+  }));
   if (!st.top_error_codes.length) top.append(el("li", { class: "muted", text: "No errors in this window." }));
   state.series = st.series;
   if (!$("#analytics").hidden) drawChart(st.series);
