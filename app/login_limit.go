@@ -185,6 +185,14 @@ func (l *loginLimiter) addPair(k loginKey, now time.Time) *loginFailures {
 	return f
 }
 
+// trustedFor reports whether username is the configured user and ip one
+// it logged in from within loginTrustTTL.
+func (l *loginLimiter) trustedFor(ip, username string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return username == l.user && l.isTrusted(ip, l.now())
+}
+
 // isTrusted reports whether ip logged in successfully within loginTrustTTL.
 func (l *loginLimiter) isTrusted(ip string, now time.Time) bool {
 	at, ok := l.trusted[ip]

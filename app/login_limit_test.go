@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestLoginLimiter covers the lockout rules on the limiter itself, with a
@@ -111,7 +113,9 @@ func TestLoginLimiter(t *testing.T) {
 
 // clientFrom returns an HTTP client whose connections come from the
 // loopback address ip, so one test can log in from several "IPs".
-func clientFrom(t *testing.T, ip string) *http.Client {
+func clientFrom(t *testing.T, ip string) *http.Client { return clientFromTB(t, ip) }
+
+func clientFromTB(t testing.TB, ip string) *http.Client {
 	t.Helper()
 	c := noRedirectClient(t)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
@@ -148,9 +152,20 @@ func TestSessionLockoutSparesOwner(t *testing.T) {
 
 // TestSessionLoginChecksBounded: a burst of wrong logins from many IPs runs
 // at most loginChecks password checks at once; what does not fit in the
-// short queue is answered 503 with Retry-After at once instead of waiting.
+// short queue is answered 503 with Retry-After at once instead of waiting;
+// the owner, from an IP it logged in from before, still logs in meanwhile.
 func TestSessionLoginChecksBounded(t *testing.T) {
-	d := startDashServer(t, nil)
+	// bcrypt's default cost, as in production, so the burst lasts.
+	hash, err := bcrypt.GenerateFromPassword([]byte(dashPassword), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := startDashServer(t, func(c *Config) { c.Dashboard.PasswordHash = Secret(hash) })
+	// The owner logged in from here before; during the burst it still can.
+	owner := clientFrom(t, "127.0.0.9")
+	if resp := d.login(t, owner, dashUser, dashPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("owner's first login: got %d, want 303", resp.StatusCode)
+	}
 	const n = 40
 	type answer struct {
 		code  int
@@ -174,7 +189,12 @@ func TestSessionLoginChecksBounded(t *testing.T) {
 			answers[i] = answer{resp.StatusCode, resp.Header.Get("Retry-After"), time.Since(start)}
 		}()
 	}
+	time.Sleep(20 * time.Millisecond) // the burst fills the gate
+	ownerCode := d.login(t, owner, dashUser, dashPassword).StatusCode
 	wg.Wait()
+	if ownerCode != http.StatusSeeOther {
+		t.Errorf("owner's login from a trusted IP during the burst: got %d, want 303", ownerCode)
+	}
 	var refused, failed int
 	for i, a := range answers {
 		switch a.code {

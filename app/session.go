@@ -54,8 +54,10 @@ type dashboardAuth struct {
 	// everyone out.
 	binding []byte
 	limiter *loginLimiter
-	// checks bounds the bcrypt comparisons running at once.
-	checks *checkGate
+	// checks bounds the bcrypt comparisons running at once; trustedChecks
+	// is a separate lane for IPs the user logged in from recently, so a
+	// flood from elsewhere cannot keep the owner out with 503s.
+	checks, trustedChecks *checkGate
 
 	// revoked holds the IDs of sessions logged out before expiry, with
 	// their expiry, so a copied cookie dies with its logout.
@@ -68,9 +70,10 @@ type dashboardAuth struct {
 // either gets one from EnsureDashboardPassword.
 func (s *Server) initDashboardAuth() error {
 	a := &dashboardAuth{
-		username: s.cfg.Dashboard.Username,
-		limiter:  newLoginLimiter(s.cfg.Dashboard.Username, s.now),
-		checks:   newCheckGate(loginChecks, loginQueue, loginQueueWait),
+		username:      s.cfg.Dashboard.Username,
+		limiter:       newLoginLimiter(s.cfg.Dashboard.Username, s.now),
+		checks:        newCheckGate(loginChecks, loginQueue, loginQueueWait),
+		trustedChecks: newCheckGate(1, loginQueue, loginQueueWait),
 	}
 	if h := s.cfg.Dashboard.PasswordHash; h != "" {
 		a.passwordHash = []byte(h)
@@ -304,7 +307,11 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())+1))
 		return s.sendLoginPage(c, fiber.StatusTooManyRequests, "Too many failed attempts. Try again later.")
 	}
-	if !s.auth.checks.acquire() {
+	gate := s.auth.checks
+	if s.auth.limiter.trustedFor(ip, username) {
+		gate = s.auth.trustedChecks
+	}
+	if !gate.acquire() {
 		end(loginAborted)
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
 			s.log.Warn("login refused: too many password checks at once", "remote_addr", ip, "suppressed", suppressed)
@@ -313,7 +320,7 @@ func (s *Server) handleLogin(c *fiber.Ctx) error {
 		return s.sendLoginPage(c, fiber.StatusServiceUnavailable, "The server is busy. Try again in a moment.")
 	}
 	ok := s.auth.checkPassword(username, password)
-	s.auth.checks.release()
+	gate.release()
 	if !ok {
 		end(loginFailed)
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
