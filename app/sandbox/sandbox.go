@@ -342,7 +342,7 @@ func (sb *Sandbox) simulate(m *message) {
 	}
 	var pending []url.Values
 	for _, st := range stages {
-		if !sleepCtx(sb.ctx, st.wait) {
+		if !sb.sleep(st.wait) {
 			return
 		}
 		params := sb.advance(m, st.status, code)
@@ -418,7 +418,7 @@ func (sb *Sandbox) post(m *message, params url.Values) {
 	// Plivo retries after 60 s, 120 s and 240 s; scaled by Step here.
 	retries := []time.Duration{0, 2 * sb.opts.Step, 4 * sb.opts.Step, 8 * sb.opts.Step}
 	for i, wait := range retries {
-		if !sleepCtx(sb.ctx, wait) {
+		if !sb.sleep(wait) {
 			return
 		}
 		err := sb.send(m, params)
@@ -561,17 +561,13 @@ func randomFrom(alphabet string, n int) string {
 	return string(b)
 }
 
-// sleepCtx waits d or until ctx ends, and reports whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+// sleep waits d, or until Close, and reports whether the sandbox is still
+// running.
+func (sb *Sandbox) sleep(d time.Duration) bool {
 	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
+	case <-time.After(d):
+		return sb.ctx.Err() == nil
+	case <-sb.ctx.Done():
 		return false
 	}
 }
