@@ -79,6 +79,9 @@ type Store struct {
 	onApplied atomic.Pointer[func(Applied)]
 	// health tracks recent commit outcomes for readiness (health.go).
 	health commitHealth
+	// backupMu makes backup copies one at a time, so each one's free-space
+	// check sees the space the previous copies took.
+	backupMu sync.Mutex
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
