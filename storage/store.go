@@ -98,6 +98,9 @@ type Store struct {
 	health commitHealth
 	// feed is the Applied channel.
 	feed feed
+	// backupMu makes backup copies one at a time, so each one's free-space
+	// check sees the space the previous copies took.
+	backupMu sync.Mutex
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
