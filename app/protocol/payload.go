@@ -27,8 +27,62 @@ var (
 	ErrBodyTooLarge = errors.New("callback body too large")
 )
 
-// maxStatusLen bounds Status: it becomes a metric label and an index key.
-const maxStatusLen = 64
+// FieldLimits are the longest values, in bytes after trimming, accepted for
+// the documented callback fields; a longer one makes the callback malformed
+// (400 naming the field). They are generous next to what Plivo sends and
+// keep a signed but hostile callback from planting kilobytes in the message
+// state, the indexes and the hourly stats:
+//
+//   - MessageUUID, ParentMessageUUID: 36, a UUID's canonical form.
+//   - Status: 32 ("undelivered", the longest Plivo status, has 11).
+//   - ErrorCode: 8 (Plivo's codes have 2 to 4 digits).
+//   - From, To: 32 (E.164 has at most 15 digits; sender IDs 11 characters;
+//     a number written with spaces and punctuation still fits).
+//   - Type: 16 ("sms", "mms", "whatsapp").
+//   - Units, TotalRate, TotalAmount, PartInfo: 32 ("0.00450", "2 of 3").
+//   - MCC, MNC: 8 (three digits each).
+//   - Sequence: 20 (an int64; the parse refuses more anyway).
+//
+// The four timestamps are not capped: an unparseable one is kept as
+// received in Payload and left empty, never refused (see ParseCallback).
+var FieldLimits = map[string]int{
+	"MessageUUID": 36, "ParentMessageUUID": 36,
+	"Status":    32,
+	"ErrorCode": 8,
+	"From":      32, "To": 32,
+	"Type":  16,
+	"Units": 32, "TotalRate": 32, "TotalAmount": 32, "PartInfo": 32,
+	"MCC": 8, "MNC": 8,
+	"Sequence": 20,
+}
+
+// fieldOrder is FieldLimits' keys in a fixed order, so the field an error
+// names does not depend on map iteration.
+var fieldOrder = []string{"MessageUUID", "Status", "ErrorCode", "Sequence", "From", "To", "Type", "Units",
+	"TotalRate", "TotalAmount", "MCC", "MNC", "ParentMessageUUID", "PartInfo"}
+
+// IsMessageUUID reports whether s is a UUID in canonical form
+// (8-4-4-4-12 hex digits, either case): the only form Plivo gives a
+// MessageUUID. Anything else ("../x", spaces, "%", markup, control
+// characters) did not come from Plivo, and would not survive a URL path.
+func IsMessageUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // CallbackParams turns a request into parameters: for GET the query; for
 // POST a form-urlencoded body (also assumed when there is no content type)
@@ -149,8 +203,13 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 	if ev.Status == "" {
 		return storage.Event{}, fmt.Errorf("%w: missing Status", ErrMalformed)
 	}
-	if len(ev.Status) > maxStatusLen {
-		return storage.Event{}, fmt.Errorf("%w: Status longer than %d bytes", ErrMalformed, maxStatusLen)
+	for _, name := range fieldOrder {
+		if v := get(name); len(v) > FieldLimits[name] {
+			return storage.Event{}, fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, name, FieldLimits[name])
+		}
+	}
+	if !IsMessageUUID(ev.MessageUUID) {
+		return storage.Event{}, fmt.Errorf("%w: MessageUUID %s is not a UUID", ErrMalformed, quoteShort(ev.MessageUUID))
 	}
 	if s := get("Sequence"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
@@ -172,6 +231,9 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 		{"DeliveryReportTime", &ev.DeliveryReportTime},
 	} {
 		t, err := ParseTime(get(f.name))
+		if errors.Is(err, ErrTimeOutOfRange) {
+			return storage.Event{}, fmt.Errorf("%w: %s %s is outside 1677-09-21 .. 2262-04-11", ErrMalformed, f.name, quoteShort(get(f.name)))
+		}
 		if err != nil {
 			return storage.Event{}, fmt.Errorf("%w: %s %s is not a Plivo timestamp", ErrMalformed, f.name, quoteShort(get(f.name)))
 		}

@@ -202,8 +202,55 @@ func TestPayloadParseCallback(t *testing.T) {
 		{name: "blank MessageUUID", params: base("MessageUUID", "  "), wantErr: "missing MessageUUID"},
 		{name: "missing Status", params: base("Status", "<delete>"), wantErr: "missing Status"},
 		{name: "empty Status", params: base("Status", ""), wantErr: "missing Status"},
-		{name: "long MessageUUID", params: base("MessageUUID", strings.Repeat("a", 129)), wantErr: "MessageUUID longer than 128 bytes"},
-		{name: "long Status", params: base("Status", strings.Repeat("s", 65)), wantErr: "Status longer than 64 bytes"},
+		{name: "long MessageUUID", params: base("MessageUUID", strings.Repeat("a", 37)), wantErr: "MessageUUID longer than 36 bytes"},
+		{name: "long Status", params: base("Status", strings.Repeat("s", 33)), wantErr: "Status longer than 32 bytes"},
+		// Issue 9: unique 20 KB error codes grew the hourly stats record.
+		{name: "long ErrorCode", params: base("ErrorCode", strings.Repeat("9", 20<<10)), wantErr: "ErrorCode longer than 8 bytes"},
+		{name: "ErrorCode at its limit", params: base("ErrorCode", " 12345678 "), check: func(t *testing.T, ev storage.Event) {
+			if ev.ErrorCode != "12345678" {
+				t.Errorf("ErrorCode: got %q, want 12345678", ev.ErrorCode)
+			}
+		}},
+		{name: "long From", params: base("From", strings.Repeat("1", 33)), wantErr: "From longer than 32 bytes"},
+		{name: "long To", params: base("To", strings.Repeat("1", 33)), wantErr: "To longer than 32 bytes"},
+		{name: "long Type", params: base("Type", strings.Repeat("t", 17)), wantErr: "Type longer than 16 bytes"},
+		{name: "long TotalRate", params: base("TotalRate", "0."+strings.Repeat("0", 31)), wantErr: "TotalRate longer than 32 bytes"},
+		{name: "long TotalAmount", params: base("TotalAmount", "0."+strings.Repeat("0", 31)), wantErr: "TotalAmount longer than 32 bytes"},
+		{name: "long Units", params: base("Units", strings.Repeat("1", 33)), wantErr: "Units longer than 32 bytes"},
+		{name: "long MCC", params: base("MCC", "123456789"), wantErr: "MCC longer than 8 bytes"},
+		{name: "long MNC", params: base("MNC", "123456789"), wantErr: "MNC longer than 8 bytes"},
+		{name: "long PartInfo", params: base("PartInfo", strings.Repeat("p", 33)), wantErr: "PartInfo longer than 32 bytes"},
+		{name: "long ParentMessageUUID", params: base("ParentMessageUUID", uuid+"x"), wantErr: "ParentMessageUUID longer than 36 bytes"},
+		{name: "long Sequence", params: base("Sequence", strings.Repeat("0", 21)+"1"), wantErr: "Sequence longer than 20 bytes"},
+		{name: "long unknown field kept", params: base("Note", strings.Repeat("n", 4096)), check: func(t *testing.T, ev storage.Event) {
+			if len(ev.Payload["Note"]) != 4096 {
+				t.Errorf("Note: got %d bytes, want 4096 (only documented fields are capped)", len(ev.Payload["Note"]))
+			}
+		}},
+		{name: "uppercase UUID", params: base("MessageUUID", strings.ToUpper(uuid)), check: func(t *testing.T, ev storage.Event) {
+			if ev.MessageUUID != strings.ToUpper(uuid) {
+				t.Errorf("MessageUUID: got %q, want it as received", ev.MessageUUID)
+			}
+		}},
+		// Issue 9: MessageUUIDs Plivo never sends were stored but unreadable.
+		{name: "path traversal UUID", params: base("MessageUUID", "../x"), wantErr: `MessageUUID "../x" is not a UUID`},
+		{name: "UUID with space", params: base("MessageUUID", "5b40a428-bfc7-4daf-9d06 726c558bf3b8"), wantErr: "is not a UUID"},
+		{name: "UUID with percent", params: base("MessageUUID", "5b40a428-bfc7-4daf-9d06-726c558bf3%2"), wantErr: "is not a UUID"},
+		{name: "UUID markup", params: base("MessageUUID", "<b>x</b>"), wantErr: "is not a UUID"},
+		{name: "UUID control character", params: base("MessageUUID", "5b40a428-bfc7-4daf-9d06-726c558bf3b\x00"), wantErr: "is not a UUID"},
+		{name: "UUID without hyphens", params: base("MessageUUID", "5b40a428bfc74daf9d06726c558bf3b8"), wantErr: "is not a UUID"},
+		{name: "UUID in braces", params: base("MessageUUID", "{5b40a428-bfc7-4daf-9d06-726c558bf3}"), wantErr: "is not a UUID"},
+		{name: "UUID non-hex", params: base("MessageUUID", "5b40a428-bfc7-4daf-9d06-726c558bf3bg"), wantErr: "is not a UUID"},
+		// Issue 9: 9999-12-31 was stored as 1816-03-30.
+		{name: "time after 2262", params: base("DeliveryReportTime", "9999-12-31 23:59:59.000000"), wantErr: `DeliveryReportTime "9999-12-31 23:59:59.000000" is outside 1677-09-21 .. 2262-04-11`},
+		{name: "time before 1677", params: base("MessageTime", "1600-01-01 00:00:00"), wantErr: "MessageTime"},
+		{name: "time at the upper bound", params: base("SentTime", "2262-04-11 23:47:16.854775807"), check: func(t *testing.T, ev storage.Event) {
+			if ev.SentTime == nil || !ev.SentTime.Equal(MaxTime) {
+				t.Errorf("SentTime: got %s, want %s", rfc3339OrNil(ev.SentTime), MaxTime.Format(time.RFC3339Nano))
+			}
+		}},
+		{name: "time past the upper bound", params: base("SentTime", "2262-04-11 23:47:16.854775808"), wantErr: "outside"},
+		{name: "zone moves it past the bound", params: base("SentTime", "2262-04-11 23:47:16.854775807-01:00"), wantErr: "outside"},
 		{name: "sequence numeric", params: base("Sequence", "10"), check: func(t *testing.T, ev storage.Event) {
 			if ev.Sequence != 10 {
 				t.Errorf("Sequence: got %d, want 10", ev.Sequence)
@@ -308,8 +355,8 @@ func TestPayloadPlusEncoding(t *testing.T) {
 	tests := []struct {
 		name, body, wantErr string
 	}{
-		{"percent-encoded plus", "MessageUUID=u&Status=sent&To=%2B4477&SentTime=2024-05-01+10%3A00%3A01.5%2B00%3A00", ""},
-		{"literal plus", "MessageUUID=u&Status=sent&SentTime=2024-05-01+10%3A00%3A01.5+00%3A00", "SentTime"},
+		{"percent-encoded plus", "MessageUUID=5b40a428-bfc7-4daf-9d06-726c558bf3b8&Status=sent&To=%2B4477&SentTime=2024-05-01+10%3A00%3A01.5%2B00%3A00", ""},
+		{"literal plus", "MessageUUID=5b40a428-bfc7-4daf-9d06-726c558bf3b8&Status=sent&SentTime=2024-05-01+10%3A00%3A01.5+00%3A00", "SentTime"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,5 +378,19 @@ func TestPayloadPlusEncoding(t *testing.T) {
 				t.Errorf("To, SentTime: got %q, %s, want +4477, 2024-05-01T10:00:01.5Z", ev.To, rfc3339OrNil(ev.SentTime))
 			}
 		})
+	}
+}
+
+// TestFieldLimitsOrdered: every capped field is checked, in a fixed order.
+func TestFieldLimitsOrdered(t *testing.T) {
+	seen := map[string]bool{}
+	for _, f := range fieldOrder {
+		if _, ok := FieldLimits[f]; !ok || seen[f] {
+			t.Errorf("fieldOrder has %q: not in FieldLimits or twice", f)
+		}
+		seen[f] = true
+	}
+	if len(seen) != len(FieldLimits) {
+		t.Errorf("fieldOrder checks %d fields, FieldLimits has %d", len(seen), len(FieldLimits))
 	}
 }
