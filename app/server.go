@@ -75,6 +75,8 @@ type Server struct {
 	reconcile ReconcileOptions
 	// applyTimeout is Options.ApplyTimeout.
 	applyTimeout time.Duration
+	// unparsedTimesLog samples the lines about unreadable callback times.
+	unparsedTimesLog rejectionLog
 	// Health: refused callbacks and other problem sources for GET /api/health.
 	refused        refusals
 	problemSources []ProblemSource
@@ -124,6 +126,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.metrics = NewMetrics(opts.Registry)
 	s.diagnoseLimit.limit = 10
 	s.rejections.limit.limit = 20
+	s.unparsedTimesLog.limit.limit = 1
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if s.applyTimeout = opts.ApplyTimeout; s.applyTimeout <= 0 {

@@ -166,11 +166,32 @@ func jsonParams(body []byte) (url.Values, error) {
 // every field as received (first value), unknown ones included; the
 // documented fields are also normalised into the event, trimmed. Status keeps
 // its received spelling unless it is a known status in another case, which is
-// lowercased. Sequence and the four timestamps drive state folding and
-// metrics, so a bad one makes the callback malformed; Units is only shown, so
+// lowercased. Sequence drives state folding, so a bad one makes the callback
+// malformed, as does a field over its FieldLimits or a MessageUUID that is
+// not a UUID. A timestamp that does not parse is left empty (nil) with its
+// raw value in Payload, never refused: Plivo retries a 400 three times and
+// then drops the whole report; ParseCallbackNotes says which ones. A
+// timestamp outside MinTime .. MaxTime is refused. Units is only shown, so
 // a bad value is kept in Payload and read as 0 (unknown). ReceivedAt is left
 // for the caller to stamp.
 func ParseCallback(params url.Values) (storage.Event, error) {
+	ev, _, err := ParseCallbackNotes(params)
+	return ev, err
+}
+
+// TimeFields are the callback's timestamp fields, in the order Plivo fills them.
+var TimeFields = []string{"MessageTime", "QueuedTime", "SentTime", "DeliveryReportTime"}
+
+// ParseNotes is what ParseCallbackNotes noticed without refusing the callback.
+type ParseNotes struct {
+	// UnparsedTimes names the timestamp fields (MessageTime, QueuedTime,
+	// SentTime, DeliveryReportTime) whose value is not a spelling ParseTime
+	// reads; the event has them empty, Payload as received.
+	UnparsedTimes []string
+}
+
+// ParseCallbackNotes is ParseCallback that also reports what it left out.
+func ParseCallbackNotes(params url.Values) (storage.Event, ParseNotes, error) {
 	get := func(k string) string { return strings.TrimSpace(params.Get(k)) }
 	ev := storage.Event{
 		Source:      storage.SourceCallback,
@@ -198,29 +219,30 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 		}
 	}
 	if ev.MessageUUID == "" {
-		return storage.Event{}, fmt.Errorf("%w: missing MessageUUID", ErrMalformed)
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: missing MessageUUID", ErrMalformed)
 	}
 	if ev.Status == "" {
-		return storage.Event{}, fmt.Errorf("%w: missing Status", ErrMalformed)
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: missing Status", ErrMalformed)
 	}
 	for _, name := range fieldOrder {
 		if v := get(name); len(v) > FieldLimits[name] {
-			return storage.Event{}, fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, name, FieldLimits[name])
+			return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, name, FieldLimits[name])
 		}
 	}
 	if !IsMessageUUID(ev.MessageUUID) {
-		return storage.Event{}, fmt.Errorf("%w: MessageUUID %s is not a UUID", ErrMalformed, quoteShort(ev.MessageUUID))
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: MessageUUID %s is not a UUID", ErrMalformed, quoteShort(ev.MessageUUID))
 	}
 	if s := get("Sequence"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			return storage.Event{}, fmt.Errorf("%w: Sequence %s is not a non-negative integer", ErrMalformed, quoteShort(s))
+			return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: Sequence %s is not a non-negative integer", ErrMalformed, quoteShort(s))
 		}
 		ev.Sequence = n
 	}
 	if n, err := strconv.Atoi(get("Units")); err == nil && n >= 0 {
 		ev.Units = n
 	}
+	var notes ParseNotes
 	for _, f := range []struct {
 		name string
 		dst  **time.Time
@@ -232,17 +254,18 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 	} {
 		t, err := ParseTime(get(f.name))
 		if errors.Is(err, ErrTimeOutOfRange) {
-			return storage.Event{}, fmt.Errorf("%w: %s %s is outside 1677-09-21 .. 2262-04-11", ErrMalformed, f.name, quoteShort(get(f.name)))
+			return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: %s %s is outside 1677-09-21 .. 2262-04-11", ErrMalformed, f.name, quoteShort(get(f.name)))
 		}
 		if err != nil {
-			return storage.Event{}, fmt.Errorf("%w: %s %s is not a Plivo timestamp", ErrMalformed, f.name, quoteShort(get(f.name)))
+			notes.UnparsedTimes = append(notes.UnparsedTimes, f.name)
+			continue
 		}
 		*f.dst = t
 	}
 	if err := ev.Validate(); err != nil {
-		return storage.Event{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return ev, nil
+	return ev, notes, nil
 }
 
 // NormaliseStatus lowercases a known status received in another case and
