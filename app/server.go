@@ -212,6 +212,7 @@ func (s *Server) routes() {
 	api.Get("/backup", s.handleBackup)
 	s.forwardRoutes(api)
 	s.dashboardRoutes()
+	s.prefixRoutes()
 }
 
 // AddNotifier registers n to hear about stored events. Call before Serve.
