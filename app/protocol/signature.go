@@ -141,7 +141,8 @@ func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
 	if h.V2Nonce == "" {
 		return fmt.Errorf("v2 %w: empty nonce", ErrBadSignature)
 	}
-	if !v.matchAny(signedStringsV2(u, h.V2Nonce), sigs) {
+	var buf [2]string // on the stack: one callback, no allocation for the list
+	if !v.matchAny(appendSignedStringsV2(buf[:0], u, h.V2Nonce), sigs) {
 		return fmt.Errorf("v2 %w", ErrBadSignature)
 	}
 	return nil
@@ -197,16 +198,16 @@ func signedStringV2(u *url.URL, nonce string) string {
 	return u.Scheme + "://" + u.Host + u.Path + nonce
 }
 
-// signedStringsV2 returns the strings a V2 signature of u may cover:
+// appendSignedStringsV2 appends the strings a V2 signature of u may cover:
 // plivo-go signs the percent-decoded path, Plivo's Node and Python SDKs the
 // path as written (uri-parser and urlparse keep its escapes). They differ
 // only when the path has escapes.
-func signedStringsV2(u *url.URL, nonce string) []string {
-	s := signedStringV2(u, nonce)
+func appendSignedStringsV2(dst []string, u *url.URL, nonce string) []string {
+	dst = append(dst, signedStringV2(u, nonce))
 	if raw := u.EscapedPath(); raw != u.Path {
-		return []string{s, u.Scheme + "://" + u.Host + raw + nonce}
+		dst = append(dst, u.Scheme+"://"+u.Host+raw+nonce)
 	}
-	return []string{s}
+	return dst
 }
 
 // v3Form is one way of writing the string a V3 signature covers. The SDKs
@@ -448,7 +449,7 @@ func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) string
 		if scheme == SchemeV3 {
 			return v.matchAny(signedStringsV3(c, r.Method, r.Params, nonce), sigs)
 		}
-		return v.matchAny(signedStringsV2(c, nonce), sigs)
+		return v.matchAny(appendSignedStringsV2(nil, c, nonce), sigs)
 	}
 	for _, c := range urlVariants(u, requestHost, scheme == SchemeV3) {
 		if !verifies(c.u) {
