@@ -42,6 +42,7 @@ func TestStatsRecordBounded(t *testing.T) {
 		mustApply(t, s, ev(fmt.Sprintf("x%d", i), fmt.Sprintf("weird-status-%d", i), 0))
 	}
 	rec := hourRecord(t, s, clock)
+	t.Logf("hour record after %d unique error codes and %d unique statuses: %d bytes", n, n, len(rec))
 	// 64 codes of 8 bytes plus varints, 2 statuses: well under 1 KiB.
 	if len(rec) > 1024 {
 		t.Errorf("hour record = %d bytes after %d unique codes and statuses, want at most 1024", len(rec), n)
@@ -114,6 +115,7 @@ func TestStatsRecordHealsOldBloat(t *testing.T) {
 
 	mustApply(t, s, ev("next", StatusQueued, 0))
 	rec := hourRecord(t, s, clock)
+	t.Logf("old record %d bytes, after one commit %d bytes", before, len(rec))
 	if len(rec) > 1024 || len(rec) >= before {
 		t.Errorf("record %d bytes after a commit, was %d; want at most 1024", len(rec), before)
 	}
