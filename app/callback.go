@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,9 +90,12 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	if paramsErr != nil {
 		return s.refuseMalformed(ctx, c, nonces, paramsErr)
 	}
-	ev, err := protocol.ParseCallback(params)
+	ev, notes, err := protocol.ParseCallbackNotes(params)
 	if err != nil {
 		return s.refuseMalformed(ctx, c, nonces, err)
+	}
+	if len(notes.UnparsedTimes) > 0 {
+		s.noteUnparsedTimes(ev, notes)
 	}
 
 	ev.ReceivedAt = now.UTC()
@@ -160,4 +164,20 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	s.log.Warn("callback rejected: bad signature", attrs...)
+}
+
+// noteUnparsedTimes counts and logs (sampled) timestamps stored empty because
+// their spelling is not one protocol.ParseTime reads: the report is kept
+// rather than refused, and the operator learns of a new Plivo spelling.
+func (s *Server) noteUnparsedTimes(ev storage.Event, notes protocol.ParseNotes) {
+	for _, f := range notes.UnparsedTimes {
+		s.metrics.unparsedTimes.WithLabelValues(f).Inc()
+	}
+	ok, suppressed := s.unparsedTimesLog.allow(s.now())
+	if !ok {
+		return
+	}
+	f := notes.UnparsedTimes[0]
+	s.log.Warn("callback stored without a time it could not read", "message_uuid", ev.MessageUUID,
+		"field", f, "value", strconv.Quote(clip(ev.Payload[f])), "fields", len(notes.UnparsedTimes), "suppressed", suppressed)
 }

@@ -26,6 +26,7 @@ type serverMetrics struct {
 	websocketClients  prometheus.Gauge
 	messagesSent      *prometheus.CounterVec
 	reconciles        *prometheus.CounterVec
+	unparsedTimes     *prometheus.CounterVec
 }
 
 // newServerMetrics creates and registers the collectors on reg.
@@ -53,6 +54,10 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 			Name: "plivo_dlr_reconcile_total",
 			Help: "Message lookups at Plivo for messages whose callbacks did not come, by result.",
 		}, []string{"result"}),
+		unparsedTimes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "plivo_dlr_callback_unparsed_times_total",
+			Help: "Timestamps of stored callbacks in a spelling plivo-dlr does not read, by field: stored empty, the raw value kept in the event's payload.",
+		}, []string{"field"}),
 	}
 	m.websocketClients = f.NewGauge(prometheus.GaugeOpts{
 		Name: "plivo_dlr_websocket_clients",
@@ -78,6 +83,9 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 	}
 	for _, r := range []string{reconcileResolved, reconcilePending, reconcileGaveUp, reconcileNotFound, reconcileError} {
 		m.reconciles.WithLabelValues(r)
+	}
+	for _, f := range protocol.TimeFields {
+		m.unparsedTimes.WithLabelValues(f)
 	}
 	return m
 }

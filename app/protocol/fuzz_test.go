@@ -93,13 +93,16 @@ func FuzzVerifySignature(f *testing.F) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				computed = append(computed, s, hmacBase64([]byte(tok), signedStringV3(u, method, params, usedNonce, true)))
+				computed = append(computed, s)
+				for _, f := range allV3Forms {
+					computed = append(computed, hmacBase64([]byte(tok), signedStringV3(u, method, params, usedNonce, f)))
+				}
 			} else {
 				s, err := ComputeSignatureV2(tok, rawURL, usedNonce)
 				if err != nil {
 					t.Fatal(err)
 				}
-				computed = append(computed, s)
+				computed = append(computed, s, hmacBase64([]byte(tok), u.Scheme+"://"+u.Host+u.EscapedPath()+usedNonce))
 			}
 			for _, c := range computed {
 				for _, p := range provided {
@@ -153,3 +156,16 @@ func FuzzParseCallback(f *testing.F) {
 		}
 	})
 }
+
+// allV3Forms is every combination of the SDKs' V3 spellings.
+var allV3Forms = func() []v3Form {
+	var out []v3Form
+	for _, raw := range []bool{false, true} {
+		for _, all := range []bool{false, true} {
+			for _, dot := range []bool{false, true} {
+				out = append(out, v3Form{rawPath: raw, allValues: all, keepDots: dot})
+			}
+		}
+	}
+	return out
+}()
