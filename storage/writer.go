@@ -111,8 +111,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 //
 // If any nonce was already recorded by another request and has not expired,
 // Apply returns ErrReplayed and stores nothing; if by this same request (see
-// Nonce.Sum), Retry. ErrNonceCapacity means the replay window is full. An event identical to one already stored
-// for the message yields Duplicate (its nonces are recorded). If ctx ends
+// Nonce.Sum), Retry. ErrNonceCapacity means the replay window is full. An
+// event identical to one already stored for the message yields Duplicate
+// (its nonces are recorded). If ctx ends
 // before the writer took the request into a transaction, Apply returns
 // ctx.Err() and nothing of it is written; once the writer has taken it,
 // Apply waits for the commit's outcome whatever ctx says.
