@@ -642,7 +642,7 @@ async function loadStats() {
   $("#ttd").textContent = t.p50_seconds != null ? `to deliver: p50 ${t.p50_seconds.toFixed(1)} s · p90 ${t.p90_seconds.toFixed(1)} s` : "";
   const top = $("#top-errors");
   top.replaceChildren(...st.top_error_codes.map((e) => {
-    const b = el("button", { type: "button", class: "link", "data-err": e.code, "aria-label": `List messages with error ${e.code}`, text: "list them" });
+    const b = el("button", { type: "button", class: "link", "data-err": e.code, "aria-label": `list messages with error ${e.code}`, text: "list messages" });
     b.addEventListener("click", () => filterByError(e.code));
     return el("li", {}, el("b", { text: `${e.code}` }), ` × ${nf.format(e.count)} – ${describeError(e.code) || "unknown code"} `, b);
   }));
