@@ -233,7 +233,8 @@ async function loadPage(reset) {
   if (!reset && !state.next) return;
   const seq = reset ? ++state.listSeq : state.listSeq;
   state.loading = true;
-  if (reset) showListState("loading…");
+  // Rows of the previous filter stay, dimmed, until the new ones arrive.
+  if (reset) { showListState("loading…"); $("#messages").ariaBusy = "true"; }
   try {
     const f = state.filters;
     const text = isTextQuery(f.q) || !!f.err;
@@ -266,7 +267,7 @@ async function loadPage(reset) {
   } catch (e) {
     if (seq === state.listSeq) showListState("Could not load messages: " + e.message);
   } finally {
-    if (seq === state.listSeq) state.loading = false;
+    if (seq === state.listSeq) { state.loading = false; $("#messages").ariaBusy = null; }
   }
 }
 
