@@ -354,6 +354,8 @@ func encodeMessage(b []byte, m *Message, refs []eventRef) []byte {
 		w.b = binary.BigEndian.AppendUint64(w.b, r.hash)
 	}
 	w.n++
+	w.string(string(m.Direction))
+	w.string(m.Intent)
 	return w.end()
 }
 
@@ -382,6 +384,8 @@ func decodeMessage(b []byte, m *Message, refs []eventRef) ([]eventRef, error) {
 	if r.field() {
 		refs = r.refs(refs)
 	}
+	m.Direction = Direction(r.fString())
+	m.Intent = r.fString()
 	return refs, r.err
 }
 

@@ -37,7 +37,7 @@ var (
 	// bucketMeta: free-form key → value (schema version, app settings).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending}
+	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending, bucketOptOuts}
 )
 
 // Meta keys the store itself uses.

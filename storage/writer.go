@@ -43,6 +43,9 @@ type ApplyResult struct {
 	// BecameTerminal is true the first time the message reached a terminal
 	// status, so metrics count each message once.
 	BecameTerminal bool
+	// OptOutChanged means the event added its number to the opt-out list
+	// or took it off (see applyOptOut).
+	OptOutChanged bool
 }
 
 // Applied is an event a commit stored, with what Apply returned for it.
@@ -321,6 +324,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		nonceExpiry: tx.Bucket(bucketNonceExpiry),
 		stats:       tx.Bucket(bucketStats),
 		pending:     tx.Bucket(bucketPending),
+		optouts:     tx.Bucket(bucketOptOuts),
 	}
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
@@ -356,7 +360,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 }
 
 type buckets struct {
-	messages, events, byTime, nonces, nonceExpiry, stats, pending *bolt.Bucket
+	messages, events, byTime, nonces, nonceExpiry, stats, pending, optouts *bolt.Bucket
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -433,7 +437,12 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	if err := w.stats.move(b.stats, before, contributionOf(m)); err != nil {
 		return cursor, err
 	}
+	optOutChanged, err := applyOptOut(b.optouts, ev, m)
+	if err != nil {
+		return cursor, err
+	}
 	r.res = ApplyResult{
+		OptOutChanged:  optOutChanged,
 		Cursor:         cursor,
 		Message:        cloneMessage(m),
 		PreviousStatus: prevStatus,
