@@ -23,7 +23,7 @@ const applyTimeout = 6 * time.Second
 // first, then parsing, then a durable commit, and only then 200.
 func (s *Server) handleCallback(c *fiber.Ctx) error {
 	start := time.Now()
-	result, err := s.ingestCallback(c)
+	result, inbound, err := s.ingestCallback(c)
 	if s.cfg.Metrics.Enabled {
 		s.metrics.callbacks.WithLabelValues(result).Inc()
 		s.metrics.callbackDuration.Observe(time.Since(start).Seconds())
@@ -31,14 +31,18 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if inbound {
+		return answerInbound(c)
+	}
 	return c.SendString("OK")
 }
 
-// ingestCallback does the work of handleCallback and returns the result label.
-func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
+// ingestCallback does the work of handleCallback and returns the result
+// label and whether the body was an inbound message (answered in XML).
+func (s *Server) ingestCallback(c *fiber.Ctx) (string, bool, error) {
 	body := c.Body()
 	if len(body) > protocol.MaxCallbackBody {
-		return resultMalformed, &HTTPError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
+		return resultMalformed, false, &HTTPError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
 	}
 	method := c.Method()
 	rawQuery := string(c.Request().URI().QueryString())
@@ -73,19 +77,20 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	verification, err := s.verifier.Verify(req)
 	if err != nil {
 		s.rejectSignature(c, req, err)
-		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+		return resultInvalidSignature, false, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
 	}
 	for _, n := range verification.Nonces {
 		if len(n) > storage.MaxNonceLen {
-			return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
+			return resultMalformed, false, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
 		}
 	}
 	if paramsErr != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
+		return resultMalformed, false, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
 	}
-	ev, err := protocol.ParseCallback(params)
+	// Delivery reports and inbound messages share the path.
+	ev, err := protocol.ParsePosted(params)
 	if err != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+		return resultMalformed, false, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
 	}
 
 	now := s.now()
@@ -103,19 +108,20 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		if ok, suppressed := s.rejections.allow(now); ok {
 			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
 		}
-		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+		return resultReplayed, false, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
 		// so the retry is not refused as a replay of its nonce.
-		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+		return resultError, false, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's
 	// writer, in cursor order, before Apply returned.
+	inbound := ev.Source == storage.SourceInbound
 	if res.Duplicate {
-		return resultDuplicate, nil
+		return resultDuplicate, inbound, nil
 	}
-	return resultStored, nil
+	return resultStored, inbound, nil
 }
 
 // rejectSignature logs a failed signature check with what the operator needs

@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		messagesSent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_messages_sent_total",
-			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo).",
+			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo, opted_out: a recipient is on the opt-out list).",
 		}, []string{"type", "result"}),
 		reconciles: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_reconcile_total",
@@ -72,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 	}
 	for _, typ := range []string{"sms", "mms"} {
-		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError} {
+		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError, sendOptedOut} {
 			m.messagesSent.WithLabelValues(typ, r)
 		}
 	}

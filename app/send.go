@@ -114,6 +114,10 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendInvalid).Inc()
 		return &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
 	}
+	if err := s.checkOptOuts(msg.to); err != nil {
+		s.metrics.messagesSent.WithLabelValues(msg.Type, sendOptedOut).Inc()
+		return err
+	}
 	if s.plivo == nil {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendError).Inc()
 		return &HTTPError{Code: fiber.StatusServiceUnavailable,

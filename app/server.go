@@ -208,6 +208,7 @@ func (s *Server) routes() {
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
 	s.forwardRoutes(api)
+	s.inboundRoutes(api)
 	s.dashboardRoutes()
 }
 
