@@ -281,6 +281,22 @@ func TestBinaryInboundAndOptOuts(t *testing.T) {
 		}
 	}
 
+	// Stats count inbound apart; export carries the direction.
+	var st struct {
+		Counts       map[string]int64 `json:"counts"`
+		Total        int64            `json:"total"`
+		Inbound      int64            `json:"inbound"`
+		DeliveryRate float64          `json:"delivery_rate"`
+	}
+	if code := p.getJSON(t, "/api/stats?window=1h", testAPIToken, &st); code != 200 || st.Inbound != 4 || st.Counts["received"] != 0 || st.Total != 2 || st.DeliveryRate != 0 {
+		t.Errorf("stats = %d %+v, want 4 inbound apart from 2 outbound (queued, undelivered), delivery rate 0", code, st)
+	}
+	code, export := p.api(t, "GET", "/api/export?format=csv", "")
+	if code != 200 || !strings.HasSuffix(strings.SplitN(export, "\n", 2)[0], ",direction,intent") ||
+		!strings.Contains(export, ",inbound,optout\n") || !strings.Contains(export, ",outbound,\n") {
+		t.Errorf("CSV export (%d) lacks direction and intent:\n%s", code, export)
+	}
+
 	// Survives a restart.
 	p.stop(t)
 	p = startBinary(t, configPath)
