@@ -57,8 +57,15 @@ func listFilterFromQuery(c *fiber.Ctx) (storage.ListFilter, error) {
 		return &httpError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
 	}
 	// A misspelt status would match nothing and look like "no messages".
-	if f.Status != "" && f.Status != storage.StatusPending && storage.StatusRank(f.Status) == 0 {
-		return f, bad("status", fmt.Sprintf("unknown status %q (one of queued, sent, delivered, undelivered, failed, rejected, read, pending)", f.Status))
+	if f.Status != "" && f.Status != storage.StatusPending && f.Status != storage.StatusReceived && storage.StatusRank(f.Status) == 0 {
+		return f, bad("status", fmt.Sprintf("unknown status %q (one of queued, sent, delivered, undelivered, failed, rejected, read, pending, received)", f.Status))
+	}
+	switch d := storage.Direction(c.Query("direction")); d {
+	case "", "both":
+	case storage.DirectionInbound, storage.DirectionOutbound:
+		f.Direction = d
+	default:
+		return f, bad("direction", fmt.Sprintf("must be inbound, outbound or both (got %s)", quoteShort(string(d))))
 	}
 	var err error
 	if v := c.Query("since"); v != "" {

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"plivo-dlr/internal/testsupport"
+
 	"plivo-dlr/app/protocol"
 
 	"errors"
@@ -12,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -155,21 +156,12 @@ func TestCallbackV2OnlyAfterV3Warns(t *testing.T) {
 	if d.store, err = storage.Open(filepath.Join(d.dbDir, "dlr.db"), storage.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testsupport.LockedBuffer{}
 	if d.srv, err = NewServer(Options{Config: d.cfg, Store: d.store, Logger: slog.New(slog.NewJSONHandler(logs, nil))}); err != nil {
 		t.Fatal(err)
 	}
-	d.errc = make(chan error, 1)
-	go func() { d.errc <- d.srv.Serve(ln) }()
+	d.serveStop = testsupport.Serve(t, d.srv, ln, d.url("/healthz"))
 	t.Cleanup(func() { d.stop(t) })
-	waitFor(t, 10*time.Second, "server to answer /healthz", func() bool {
-		resp, err := http.Get(d.url("/healthz"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 	const warning = "only a V2 signature although V3"
 	form := callbackForm("3b6de625-6f0e-11ef-9c4a-0242ac120002", "queued", "", 1)
 	if code, body := postWith(t, d, signedHeaders(t, d.cfg, "12121212121212121212", "", form), form.Encode()); code != 200 {

@@ -48,7 +48,7 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		}),
 		messagesSent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_messages_sent_total",
-			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo).",
+			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo, opted_out: a recipient is on the opt-out list).",
 		}, []string{"type", "result"}),
 		reconciles: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_reconcile_total",
@@ -77,7 +77,7 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		}
 	}
 	for _, typ := range []string{"sms", "mms"} {
-		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError} {
+		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError, sendOptedOut} {
 			m.messagesSent.WithLabelValues(typ, r)
 		}
 	}

@@ -231,6 +231,7 @@ func (s *Server) routes() {
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
 	s.forwardRoutes(api)
+	s.inboundRoutes(api)
 	s.dashboardRoutes()
 	s.prefixRoutes()
 }

@@ -38,7 +38,7 @@ var (
 	bucketMeta = []byte("meta")
 
 	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending,
-		bucketMessageEvents, bucketMessageHashes}
+		bucketMessageEvents, bucketMessageHashes, bucketOptOuts}
 )
 
 // Meta keys the store itself uses.

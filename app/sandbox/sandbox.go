@@ -56,6 +56,10 @@ type Options struct {
 	NoCallbacks bool
 	// Logger receives the sandbox's own logs; nil discards them.
 	Logger *slog.Logger
+	// ReplyShare is the share of delivered messages whose recipient replies
+	// (an inbound message to the callback URL; see replies.go). Default
+	// 0.04; negative means never.
+	ReplyShare float64
 }
 
 // allocBlock is the allocation block over which FailureShare is exact.
@@ -95,6 +99,7 @@ type Sandbox struct {
 	order    []string // message UUIDs, oldest first, for eviction
 	outcomes []string // current allocation block
 	next     int
+	replies  replyState
 }
 
 // message is the simulated state of one message.
@@ -375,6 +380,9 @@ func (sb *Sandbox) simulate(m *message) {
 	}
 	if m.chaosSwap && len(pending) == 3 {
 		sb.post(m, pending[1])
+	}
+	if m.outcome == "delivered" {
+		sb.maybeReply(m)
 	}
 }
 
