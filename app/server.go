@@ -86,6 +86,8 @@ type Server struct {
 	unparsedTimesLog *rejectionLog
 	// Health: refused callbacks and other problem sources for GET /api/health.
 	refused        refusals
+	// reconcileHealth says whether reconciliation lookups are failing.
+	reconcileHealth reconcileHealth
 	problemSources []ProblemSource
 	started        time.Time
 	forward        *forward.Manager
@@ -164,7 +166,9 @@ func NewServer(opts Options) (*Server, error) {
 	s.AddNotifier(s.hub)
 	if s.forward = opts.Forward; s.forward != nil {
 		s.AddNotifier(forwardWaker{s.forward})
+		s.addProblemSource(s.sinkProblems)
 	}
+	s.addProblemSource(s.reconcileHealth.problems)
 	// The server is the store's one consumer of applied events: a second
 	// server on the same store is refused rather than silently taking the
 	// events over.

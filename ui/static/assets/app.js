@@ -737,6 +737,8 @@ async function loadHealth() {
   let h;
   try { h = await api("/api/health"); } catch { return; }
   const box = $("#problems");
+  // A failing sink has its own banner with the sink's details (forwarding).
+  h.problems = h.problems.filter((p) => p.kind !== "sink_failing");
   box.replaceChildren(...h.problems.map((p) => el("p", { class: "problem " + p.kind, "data-kind": p.kind },
     el("strong", { text: p.detail }), p.hint ? el("span", { class: "hint", text: " " + p.hint }) : null)));
   box.hidden = h.problems.length === 0;
