@@ -85,12 +85,12 @@ type Server struct {
 	// unparsedTimesLog samples the lines about unreadable callback times.
 	unparsedTimesLog *rejectionLog
 	// Health: refused callbacks and other problem sources for GET /api/health.
-	refused        refusals
+	refused refusals
 	// reconcileHealth says whether reconciliation lookups are failing.
 	reconcileHealth reconcileHealth
-	problemSources []ProblemSource
-	started        time.Time
-	forward        *forward.Manager
+	problemSources  []ProblemSource
+	started         time.Time
+	forward         *forward.Manager
 
 	// replay: V3 seen, capacity log (callback_nonce.go).
 	replay replayState
