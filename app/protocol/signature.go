@@ -6,9 +6,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Plivo signature header names.
@@ -67,6 +71,20 @@ type Verification struct {
 // tokens (subaccounts, rotation). It is safe for concurrent use.
 type SignatureVerifier struct {
 	tokens [][]byte
+	// macs holds, per token, HMAC-SHA256 states keyed with it: keying
+	// (hashing the token into the inner and outer pads) is done once per
+	// pooled state instead of on every callback.
+	macs []*sync.Pool
+	// lastURL caches the parse of the signed URL, which is the same public
+	// URL on every callback. The *url.URL is shared: read-only.
+	lastURL atomic.Pointer[parsedURL]
+	// bufs are scratch buffers for the signed strings.
+	bufs sync.Pool
+}
+
+type parsedURL struct {
+	raw string
+	u   *url.URL
 }
 
 // NewSignatureVerifier returns a verifier accepting signatures made with any
@@ -79,9 +97,35 @@ func NewSignatureVerifier(tokens ...string) *SignatureVerifier {
 			continue
 		}
 		seen[t] = true
-		v.tokens = append(v.tokens, []byte(t))
+		tok := []byte(t)
+		v.tokens = append(v.tokens, tok)
+		v.macs = append(v.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, tok) }})
 	}
+	v.bufs.New = func() any { return new(verifyBuf) }
 	return v
+}
+
+// verifyBuf is the scratch space of one verification.
+type verifyBuf struct {
+	signed []byte
+	keys   []string
+	sigs   []string
+	sum    []byte
+	b64    []byte
+}
+
+// parseURL parses the signed URL, reusing the last parse when it is the
+// same string (it is the configured public URL plus the callback path).
+func (v *SignatureVerifier) parseURL(raw string) (*url.URL, error) {
+	if p := v.lastURL.Load(); p != nil && p.raw == raw {
+		return p.u, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	v.lastURL.Store(&parsedURL{raw: raw, u: u})
+	return u, nil
 }
 
 // HasTokens reports whether any token is configured: without one nothing
@@ -99,7 +143,7 @@ func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
 	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
 		return Verification{}, ErrMissingSignature
 	}
-	u, err := url.Parse(r.URL)
+	u, err := v.parseURL(r.URL)
 	if err != nil {
 		// The URL comes from our own configuration, so this is not the
 		// sender's fault; say so rather than report a mismatch.
@@ -122,32 +166,80 @@ func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
 }
 
 func (v *SignatureVerifier) verifyV3(u *url.URL, method string, params url.Values, h SignatureHeaders) error {
-	sigs := splitSignatures(h.V3, h.MaV3)
+	buf := v.bufs.Get().(*verifyBuf)
+	defer v.bufs.Put(buf)
+	buf.sigs = appendSignatures(buf.sigs[:0], h.V3, h.MaV3)
 	switch {
-	case len(sigs) == 0:
+	case len(buf.sigs) == 0:
 		return fmt.Errorf("v3 %w: nonce without signature", ErrBadSignature)
 	case h.V3Nonce == "":
 		return fmt.Errorf("v3 %w: empty nonce", ErrBadSignature)
 	}
-	if !v.matchAny(signedStringsV3(u, method, params, h.V3Nonce), sigs) {
-		return fmt.Errorf("v3 %w", ErrBadSignature)
+	buf.signed, buf.keys = appendSignedV3(buf.signed[:0], buf.keys[:0], u, method, params, h.V3Nonce, false)
+	if v.match(buf, buf.signed) {
+		return nil
 	}
-	return nil
+	// The SDKs' variants differ only for POST with a query in the URL (see
+	// signedStringsV3).
+	if method != "GET" && u.RawQuery != "" {
+		buf.signed, buf.keys = appendSignedV3(buf.signed[:0], buf.keys[:0], u, method, params, h.V3Nonce, true)
+		if v.match(buf, buf.signed) {
+			return nil
+		}
+	}
+	return fmt.Errorf("v3 %w", ErrBadSignature)
 }
 
 func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
-	sigs := splitSignatures(h.V2, h.MaV2)
+	buf := v.bufs.Get().(*verifyBuf)
+	defer v.bufs.Put(buf)
+	buf.sigs = appendSignatures(buf.sigs[:0], h.V2, h.MaV2)
 	if h.V2Nonce == "" {
 		return fmt.Errorf("v2 %w: empty nonce", ErrBadSignature)
 	}
-	if !v.matchAny([]string{signedStringV2(u, h.V2Nonce)}, sigs) {
+	buf.signed = appendSignedV2(buf.signed[:0], u, h.V2Nonce)
+	if !v.match(buf, buf.signed) {
 		return fmt.Errorf("v2 %w", ErrBadSignature)
 	}
 	return nil
 }
 
+// match reports whether some token's HMAC of signed equals one of buf.sigs,
+// without allocating. Every comparison is constant-time, and every token
+// is tried (which token matched is not revealed by timing).
+func (v *SignatureVerifier) match(buf *verifyBuf, signed []byte) bool {
+	ok := false
+	for _, pool := range v.macs {
+		mac := pool.Get().(hash.Hash)
+		mac.Reset()
+		mac.Write(signed)
+		buf.sum = mac.Sum(buf.sum[:0])
+		pool.Put(mac)
+		buf.b64 = base64.StdEncoding.AppendEncode(buf.b64[:0], buf.sum)
+		for _, got := range buf.sigs {
+			if constantTimeEqual(buf.b64, got) {
+				ok = true
+			}
+		}
+	}
+	return ok
+}
+
+// constantTimeEqual is hmac.Equal for a string, without converting it.
+func constantTimeEqual(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var d byte
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0
+}
+
 // matchAny reports whether some token's HMAC of some signed string equals
-// some provided signature. Every comparison is constant-time.
+// some provided signature. Every comparison is constant-time. Diagnose uses
+// it; Verify uses the allocation-free match.
 func (v *SignatureVerifier) matchAny(signed []string, sigs []string) bool {
 	ok := false
 	for _, tok := range v.tokens {
@@ -193,7 +285,15 @@ func hmacBase64(token []byte, s string) string {
 }
 
 func signedStringV2(u *url.URL, nonce string) string {
-	return u.Scheme + "://" + u.Host + u.Path + nonce
+	return string(appendSignedV2(nil, u, nonce))
+}
+
+func appendSignedV2(b []byte, u *url.URL, nonce string) []byte {
+	b = append(b, u.Scheme...)
+	b = append(b, "://"...)
+	b = append(b, u.Host...)
+	b = append(b, u.Path...)
+	return append(b, nonce...)
 }
 
 // signedStringsV3 returns the strings a V3 signature of this request may
@@ -217,42 +317,64 @@ func signedStringsV3(u *url.URL, method string, params url.Values, nonce string)
 // it follows plivo-python's construct_post_url for POST with a query string
 // instead (the trailing-dot variant; the path and query parsing stay Go's).
 func signedStringV3(u *url.URL, method string, params url.Values, nonce string, keepDots bool) string {
-	p := firstValues(params)
-	var b strings.Builder
-	b.WriteString(u.Scheme + "://" + u.Host + u.Path)
+	b, _ := appendSignedV3(nil, nil, u, method, params, nonce, keepDots)
+	return string(b)
+}
+
+// appendSignedV3 appends signedStringV3's string to b; keys is scratch
+// space, returned for reuse.
+func appendSignedV3(b []byte, keys []string, u *url.URL, method string, params url.Values, nonce string, keepDots bool) ([]byte, []string) {
+	b = append(b, u.Scheme...)
+	b = append(b, "://"...)
+	b = append(b, u.Host...)
+	b = append(b, u.Path...)
 	switch {
 	case method == "GET":
+		p := firstValues(params)
 		q := firstValues(u.Query())
 		for k, v := range p {
 			q[k] = v
 		}
 		if len(params) > 0 || u.RawQuery != "" {
-			b.WriteByte('?')
+			b = append(b, '?')
 		}
-		b.WriteString(sortedPairs(q, "=", "&"))
+		b = append(b, sortedPairs(q, "=", "&")...)
 	case u.RawQuery != "" && keepDots:
+		p := firstValues(params)
 		q := sortedPairs(firstValues(u.Query()), "=", "&")
 		ps := sortedPairs(p, "", "")
 		if q != "" || len(p) > 0 {
-			b.WriteByte('?')
+			b = append(b, '?')
 		}
-		b.WriteString(q)
+		b = append(b, q...)
 		if q != "" && len(p) > 0 {
-			b.WriteByte('.')
+			b = append(b, '.')
 		}
-		b.WriteString(ps)
+		b = append(b, ps...)
 	case u.RawQuery != "":
-		s := "?" + sortedPairs(firstValues(u.Query()), "=", "&") + "." + sortedPairs(p, "", "")
-		b.WriteString(strings.TrimRight(s, "."))
+		s := "?" + sortedPairs(firstValues(u.Query()), "=", "&") + "." + sortedPairs(firstValues(params), "", "")
+		b = append(b, strings.TrimRight(s, ".")...)
 	default:
-		if len(p) > 0 {
-			b.WriteByte('?')
+		// The callback's case (POST, no query in the URL): the sorted
+		// parameters straight from params, without an intermediate map.
+		if len(params) > 0 {
+			b = append(b, '?')
 		}
-		b.WriteString(sortedPairs(p, "", ""))
+		keys = keys[:0]
+		for k := range params {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b = append(b, k...)
+			if vs := params[k]; len(vs) > 0 {
+				b = append(b, vs[0]...)
+			}
+		}
 	}
-	b.WriteByte('.')
-	b.WriteString(nonce)
-	return b.String()
+	b = append(b, '.')
+	b = append(b, nonce...)
+	return b, keys
 }
 
 // sortedPairs joins key+kv+value items, byte-wise sorted by key, with sep:
@@ -300,7 +422,15 @@ func trimHeaders(h SignatureHeaders) SignatureHeaders {
 func splitSignatures(headers ...string) []string {
 	var sigs []string
 	for _, h := range headers {
-		for _, s := range strings.Split(h, ",") {
+		sigs = appendSignatures(sigs, h)
+	}
+	return sigs
+}
+
+// appendSignatures appends splitSignatures(headers...) to sigs.
+func appendSignatures(sigs []string, headers ...string) []string {
+	for _, h := range headers {
+		for s := range strings.SplitSeq(h, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				sigs = append(sigs, s)
 			}
