@@ -47,9 +47,12 @@ const (
 	closeTooSlow = 4000
 )
 
-// localsSince carries the parsed ?since from the upgrade request to the
-// stream handler.
-const localsSince = "ws_since"
+// localsSince and localsMode carry the parsed ?since and the stream mode
+// from the upgrade request to the stream handler.
+const (
+	localsSince = "ws_since"
+	localsMode  = "ws_mode"
+)
 
 // handleStream checks a /ws request (authentication ran before it) and
 // upgrades it. ?since=CURSOR asks for a replay of the events after CURSOR.
@@ -70,6 +73,14 @@ func (s *Server) handleStream(c *fiber.Ctx) error {
 		since = int64(n)
 	}
 	c.Locals(localsSince, since)
+	// API clients resuming by cursor get the exact stream, every event in
+	// order. Everyone else (the dashboard) gets the latest state per
+	// message, batched: a burst costs each of them one write per batch.
+	mode := hub.Latest
+	if since >= 0 && c.Locals(localsPrincipal) == "token" {
+		mode = hub.Exact
+	}
+	c.Locals(localsMode, mode)
 	return s.wsUpgrade(c)
 }
 
@@ -117,6 +128,7 @@ type stream struct {
 	conn *websocket.Conn
 	raw  net.Conn
 	sub  *hub.Subscription
+	mode hub.Mode
 	buf  []byte
 	// last is the highest cursor written, reported in a too-slow close.
 	last uint64
@@ -128,14 +140,15 @@ type stream struct {
 // connection is closed after it returns.
 func (s *Server) serveStream(conn *websocket.Conn) {
 	since, _ := conn.Locals(localsSince).(int64)
-	sub, err := s.hub.Subscribe()
+	mode, _ := conn.Locals(localsMode).(hub.Mode)
+	sub, err := s.hub.Subscribe(mode)
 	if err != nil {
 		_ = conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		return
 	}
 	defer sub.Close()
-	st := &stream{s: s, conn: conn, raw: underlyingConn(conn.NetConn()), sub: sub}
+	st := &stream{s: s, conn: conn, raw: underlyingConn(conn.NetConn()), sub: sub, mode: mode}
 	limitSendBuffer(st.raw)
 
 	// The reader goroutine handles pongs, pings and the client's close,
@@ -249,8 +262,10 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 		if len(frames) > 0 {
 			st.buf = st.buf[:0]
 			for _, f := range frames {
+				// Exact: one event, already sent by the replay. Latest: a
+				// batch covering only events the replay covered.
 				if f.Cursor <= liveFrom {
-					continue // already sent by the replay
+					continue
 				}
 				st.buf = append(st.buf, f.Wire...)
 				st.last = max(st.last, f.Cursor)
