@@ -252,6 +252,8 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 
 	ping := time.NewTicker(wsPingPeriod)
 	defer ping.Stop()
+	pause := time.NewTimer(time.Hour)
+	defer pause.Stop()
 	var frames []hub.Frame
 	for {
 		frames, wake, lagged := st.sub.Next(frames[:0], wsBatchFrames)
@@ -260,6 +262,9 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 			return "too slow; reconnect with ?since=" + strconv.FormatUint(st.last, 10), closeTooSlow
 		}
 		if len(frames) > 0 {
+			// A latest subscriber's frame is usually one shared batch:
+			// written as it is, not copied.
+			var out []byte
 			st.buf = st.buf[:0]
 			for _, f := range frames {
 				// Exact: one event, already sent by the replay. Latest: a
@@ -267,17 +272,28 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 				if f.Cursor <= liveFrom {
 					continue
 				}
-				st.buf = append(st.buf, f.Wire...)
+				switch {
+				case out == nil:
+					out = f.Wire
+				case len(st.buf) == 0:
+					st.buf = append(append(st.buf, out...), f.Wire...)
+					out = st.buf
+				default:
+					st.buf = append(st.buf, f.Wire...)
+					out = st.buf
+				}
 				st.last = max(st.last, f.Cursor)
 			}
-			if len(st.buf) > 0 {
-				if err := st.write(st.buf); err != nil {
+			clear(frames) // drop references to shared frames
+			if len(out) > 0 {
+				if err := st.write(out); err != nil {
 					return "", 0
 				}
 			}
 			// Let more frames gather before the next write (see wsFlushInterval).
+			pause.Reset(wsFlushInterval)
 			select {
-			case <-time.After(wsFlushInterval):
+			case <-pause.C:
 				continue
 			case <-readerDone:
 				return "", 0
