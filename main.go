@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -179,6 +180,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, getenv func(string)
 		return err
 	}
 	fmt.Fprint(stdout, out)
+	for _, w := range app.UnknownEnv(environ(), cliEnv...) {
+		fmt.Fprintln(stderr, "plivo-dlr: warning:", w)
+	}
 	// Valid but still the shipped example: say so, the exit stays 0.
 	for _, p := range cfg.Placeholders() {
 		fmt.Fprintln(stderr, "plivo-dlr: warning:", p)
@@ -317,23 +321,11 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer, get
 		return nil
 	}
 	// Write beside the target and rename, so --out is never half a file.
-	tmp := *out + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	err = storage.WriteFileAtomic(*out, func(w io.Writer) error {
+		_, err := client.Export(ctx, q, w)
+		return err
+	}, nil)
 	if err != nil {
-		return fmt.Errorf("export: create file: %w", err)
-	}
-	_, err = client.Export(ctx, q, f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, *out)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
@@ -350,8 +342,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
-	app.TuneGC()
+	app.TuneGC(getenv)
 	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
+	for _, w := range app.UnknownEnv(environ(), cliEnv...) {
+		logger.Warn(w)
+	}
 
 	var (
 		sb           *sandbox.Sandbox
@@ -385,6 +380,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 			logger.Error("close store", "err", err)
 		}
 	}()
+	// Every goroutine started below is joined here, after ctx is cancelled
+	// and before the store closes (deferred calls run in reverse): none may
+	// still be sweeping or reconciling against a closed store.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	fwd, err := app.NewForwarder(cfg, store, logger, reg)
 	if err != nil {
@@ -399,12 +401,38 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
 	}
-	stopMetrics, err := serveMetrics(cfg.Metrics, srv, logger)
+	stopMetrics, err := serveMetrics(cfg.Metrics, srv, logger, &wg)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
 	defer stopMetrics()
+	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
+	// ACME challenges and the redirect to HTTPS.
+	if cfg.TLSEnabled() {
+		tlsm, err := app.NewTLS(cfg, logger, reg)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		defer tlsm.Close()
+		if ln, err = tlsm.Start(ctx, ln); err != nil {
+			return err
+		}
+		wg.Go(func() { reloadOnHangup(ctx, tlsm, logger) })
+	} else {
+		wg.Go(func() { reloadOnHangup(ctx, nil, logger) })
+	}
+	// Every listener is bound: only now may a first start generate the
+	// dashboard password, so a failed start neither creates nor loses one.
+	if pwFile, err := srv.EnsureDashboardPassword(cfg.Server.DataDir); err != nil {
+		_ = ln.Close()
+		return err
+	} else if pwFile != "" {
+		logger.Warn("generated the dashboard password; read it from the file, which only this user can read",
+			"username", cfg.Dashboard.Username, "file", pwFile,
+			"reset", "set dashboard.password_hash (plivo-dlr hash-password) and restart; the file may then be deleted")
+	}
 	logger.Info("plivo-dlr started", "version", buildVersion(), "addr", ln.Addr().String(),
 		"callback_url", cfg.CallbackURL(), "data_dir", cfg.Server.DataDir)
 	if len(cfg.AuthTokens()) == 0 {
@@ -414,12 +442,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		sandboxLogin.WriteBanner(stdout, cfg)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go purgeNonces(ctx, store, logger)
-	go app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx)
+	wg.Go(func() { purgeNonces(ctx, store, logger) })
+	wg.Go(func() { app.NewRetention(store, cfg.Retention, logger.With("component", "retention"), nil).Run(ctx) })
 	if fwd != nil {
 		if err := fwd.Start(ctx); err != nil {
+			_ = ln.Close()
 			return fmt.Errorf("start forwarding: %w", err)
 		}
 		// Runs before the deferred store.Close: in-flight attempts end and
@@ -427,28 +454,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		defer fwd.Stop()
 		logger.Info("forwarding", "sinks", strings.Join(fwd.Names(), ","))
 	}
-	reconcileDone := make(chan struct{})
-	go func() {
-		defer close(reconcileDone)
-		srv.RunReconcile(ctx)
-	}()
-
-	// With TLS on, ln becomes the HTTPS listener and tls.http_listen serves
-	// ACME challenges and the redirect to HTTPS.
-	var tlsm *certs.Manager
-	if cfg.TLSEnabled() {
-		if tlsm, err = app.NewTLS(cfg, logger, reg); err != nil {
-			return err
-		}
-		defer tlsm.Close()
-		if ln, err = tlsm.Start(ctx, ln); err != nil {
-			return err
-		}
-	}
-	go reloadOnHangup(ctx, tlsm, logger)
+	wg.Go(func() { srv.RunReconcile(ctx) })
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	wg.Go(func() { serveErr <- srv.Serve(ln) })
 	sdNotify(getenv, logger, "READY=1")
 	select {
 	case err = <-serveErr:
@@ -466,15 +475,21 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if serr := srv.Shutdown(shutdownCtx); serr != nil && err == nil {
 		err = serr
 	}
-	cancel()
-	<-reconcileDone
 	return err
 }
+
+// environ lists the process environment, for the warning about misspelt
+// PLIVO_DLR_* variables; a variable so tests of run can replace it.
+var environ = os.Environ
+
+// cliEnv are the PLIVO_DLR_* variables read by commands rather than the
+// config (apiClientFromFlags).
+var cliEnv = []string{"PLIVO_DLR_API_TOKEN"}
 
 // serveMetrics serves /metrics on a listener of its own when metrics.listen
 // is set (the main listener then does not serve it) and returns the function
 // that stops it.
-func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (stop func(), err error) {
+func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger, wg *sync.WaitGroup) (stop func(), err error) {
 	if !cfg.Enabled || cfg.Listen == "" {
 		return func() {}, nil
 	}
@@ -485,12 +500,12 @@ func serveMetrics(cfg app.MetricsConfig, srv *app.Server, logger *slog.Logger) (
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", srv.MetricsHandler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	// Serve returns when stop shuts the server down.
-	go func() {
+	// Serve returns when stop shuts the server down; wg joins it.
+	wg.Go(func() {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("metrics listener failed", "addr", cfg.Listen, "err", err)
 		}
-	}()
+	})
 	logger.Info("metrics listening", "addr", ln.Addr().String())
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

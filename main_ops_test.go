@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -199,7 +200,7 @@ func TestJSONLogsUnderSystemd(t *testing.T) {
 	if err := os.WriteFile(configPath, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &testsupport.LockedBuffer{}
 	cmd := exec.Command(buildBinary(t), "serve", "-config", configPath)
 	cmd.Env = append(os.Environ(), "JOURNAL_STREAM=8:12345")
 	cmd.Stderr, cmd.Stdout = stderr, stderr

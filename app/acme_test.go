@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,25 +23,8 @@ import (
 
 	"plivo-dlr/app/certs"
 	"plivo-dlr/app/protocol"
+	"plivo-dlr/internal/testsupport"
 )
-
-// lockedBuffer collects a child process's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // freePort finds a loopback port free for both TCP and UDP, for servers
 // that insist on binding an address themselves (pebble, challtestsrv).
@@ -92,7 +74,7 @@ type pebbleEnv struct {
 	dirURL     string
 	caRootFile string         // PEM of the CA that signed pebble's own HTTPS certificate
 	issuerRoot *x509.CertPool // pebble's root for the certificates it issues
-	log        *lockedBuffer
+	log        *testsupport.LockedBuffer
 }
 
 // startPebble runs challtestsrv's DNS (every name resolves to 127.0.0.1)
@@ -115,7 +97,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleEnv {
 	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, network, dnsAddr)
 	}}
-	waitUntil(t, 10*time.Second, "challtestsrv DNS to answer", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "challtestsrv DNS to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		addrs, err := resolver.LookupHost(ctx, "dlr.test")
@@ -127,7 +109,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleEnv {
 	// tls.acme_ca_root is exercised with a root nobody else trusts.
 	ca := newTestCA(t)
 	certPEM, keyPEM := ca.issue(t, 10, 24*time.Hour, "127.0.0.1", "localhost")
-	env := &pebbleEnv{caRootFile: filepath.Join(dir, "acme-ca-root.pem"), log: &lockedBuffer{}}
+	env := &pebbleEnv{caRootFile: filepath.Join(dir, "acme-ca-root.pem"), log: &testsupport.LockedBuffer{}}
 	writeTestFile(t, env.caRootFile, ca.pem)
 	writeTestFile(t, filepath.Join(dir, "pebble-cert.pem"), certPEM)
 	writeTestFile(t, filepath.Join(dir, "pebble-key.pem"), keyPEM)
@@ -177,7 +159,7 @@ func startPebble(t *testing.T, httpPort, tlsPort int) *pebbleEnv {
 
 	env.dirURL = "https://" + listen + "/dir"
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
-	waitUntil(t, 30*time.Second, "pebble's ACME directory", func() bool {
+	testsupport.WaitFor(t, 30*time.Second, "pebble's ACME directory", func() bool {
 		select {
 		case err := <-exited:
 			t.Fatalf("pebble exited early: %v\n%s", err, env.log.String())
@@ -229,7 +211,7 @@ func TestACMEEndToEnd(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testsupport.LockedBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -270,7 +252,7 @@ func TestACMEEndToEnd(t *testing.T) {
 	}
 
 	var first *x509.Certificate
-	waitUntil(t, 60*time.Second, "a certificate from pebble to be served", func() bool {
+	testsupport.WaitFor(t, 60*time.Second, "a certificate from pebble to be served", func() bool {
 		c, err := servedCert()
 		first = c
 		return err == nil

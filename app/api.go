@@ -22,6 +22,8 @@ type messageList struct {
 type messageDetail struct {
 	Message storage.Message `json:"message"`
 	Events  []storage.Event `json:"events"`
+	// EventsNextCursor continues the events in the same order, "" at the end.
+	EventsNextCursor string `json:"events_next_cursor"`
 }
 
 // handleListMessages lists messages newest first with filters and a cursor.
@@ -33,9 +35,9 @@ func (s *Server) handleListMessages(c *fiber.Ctx) error {
 	msgs, next, err := s.store.ListMessages(f)
 	switch {
 	case errors.Is(err, storage.ErrBadCursor):
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: "cursor: not a cursor from a previous page"}
+		return &httpError{Code: fiber.StatusBadRequest, Message: "cursor: not a cursor from a previous page"}
 	case err != nil:
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	if msgs == nil {
 		msgs = []storage.Message{}
@@ -51,7 +53,7 @@ func listFilterFromQuery(c *fiber.Ctx) (storage.ListFilter, error) {
 		Cursor: c.Query("cursor"),
 	}
 	bad := func(key, problem string) error {
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
+		return &httpError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
 	}
 	// A misspelt status would match nothing and look like "no messages".
 	if f.Status != "" && f.Status != storage.StatusPending && storage.StatusRank(f.Status) == 0 {
@@ -101,18 +103,37 @@ func parseTimeParam(v string) (time.Time, error) {
 	return time.Time{}, errors.New("must be an RFC 3339 time, unix seconds or a duration like 24h")
 }
 
-// handleGetMessage returns one message's current state and full history.
+// handleGetMessage returns one message's current state and a page of its
+// history: events_limit (1–1000, default 100), events_order (asc, the
+// default, or desc), events_cursor (a previous page's events_next_cursor).
 func (s *Server) handleGetMessage(c *fiber.Ctx) error {
 	uuid := strings.Clone(c.Params("uuid"))
-	msg, events, err := s.store.GetMessage(uuid)
+	p := storage.EventPage{Cursor: c.Query("events_cursor")}
+	if v := c.Query("events_limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > storage.MaxEventPage {
+			return &httpError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("events_limit: must be 1 to %d", storage.MaxEventPage)}
+		}
+		p.Limit = n
+	}
+	switch c.Query("events_order", "asc") {
+	case "asc":
+	case "desc":
+		p.Desc = true
+	default:
+		return &httpError{Code: fiber.StatusBadRequest, Message: "events_order: must be asc or desc"}
+	}
+	page, err := s.store.GetMessagePage(uuid, p)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		return &HTTPError{Code: fiber.StatusNotFound, Message: "no message " + strconv.Quote(uuid)}
+		return &httpError{Code: fiber.StatusNotFound, Message: "no message " + strconv.Quote(uuid)}
+	case errors.Is(err, storage.ErrBadCursor):
+		return &httpError{Code: fiber.StatusBadRequest, Message: "events_cursor: not a cursor from a previous page in this order"}
 	case err != nil:
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
-	if events == nil {
-		events = []storage.Event{}
+	if page.Events == nil {
+		page.Events = []storage.Event{}
 	}
-	return c.JSON(messageDetail{Message: msg, Events: events})
+	return c.JSON(messageDetail{Message: page.Message, Events: page.Events, EventsNextCursor: page.NextCursor})
 }

@@ -19,7 +19,7 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 		// SameSite=Strict already keeps the cookie off cross-site requests;
 		// refusing a foreign Origin on writes covers older browsers too.
 		if c.Method() != fiber.MethodGet && c.Method() != fiber.MethodHead && !s.sameOrigin(c) {
-			return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin request refused"}
+			return &httpError{Code: fiber.StatusForbidden, Message: "cross-origin request refused"}
 		}
 		c.Locals(localsPrincipal, "session")
 		return c.Next()
@@ -27,7 +27,7 @@ func (s *Server) requireAuth(c *fiber.Ctx) error {
 	// RFC 9110 requires a challenge on every 401; it also tells a client
 	// with no token which scheme to use.
 	c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="plivo-dlr"`)
-	return &HTTPError{Code: fiber.StatusUnauthorized, Message: "authentication required"}
+	return &httpError{Code: fiber.StatusUnauthorized, Message: "authentication required"}
 }
 
 // localsPrincipal is the Fiber locals key naming who made the request.

@@ -7,39 +7,47 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"plivo-dlr/storage"
 )
 
 // streamWriteTimeout bounds how long one chunk of a streamed response may
-// wait for the client. A client that stops reading would otherwise hold a
-// backup's read transaction open forever, and with it every page freed since.
+// wait for the client, so a client that stops reading is dropped.
 const streamWriteTimeout = time.Minute
 
 // backupTimeLayout names backup files: plivo-dlr-20250310T120000Z.db.
 const backupTimeLayout = "20060102T150405Z"
 
-// handleBackup streams a consistent snapshot of the database, itself a bbolt
-// file, while ingestion goes on. The snapshot is a read transaction; it ends
-// when the copy ends or the client goes away.
+// handleBackup sends a consistent snapshot of the database, itself a bbolt
+// file, while ingestion goes on. The snapshot is first copied at disk speed
+// to an unnamed temporary file in the data dir, which ends its read
+// transaction, and then streamed from there: a slow client holds only that
+// file, never the database (a trickling reader used to pin freed pages and
+// stall every commit at the mmap boundary).
 func (s *Server) handleBackup(c *fiber.Ctx) error {
-	snap, err := s.store.Snapshot()
-	if err != nil {
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+	start := time.Now()
+	f, size, err := s.store.SnapshotToTemp()
+	if errors.Is(err, storage.ErrNoSpace) {
+		return &httpError{Code: fiber.StatusInsufficientStorage, Message: "not enough free space in the data dir for a backup copy", Err: err}
 	}
-	size := snap.Size()
+	if err != nil {
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+	}
+	copied := time.Since(start)
 	name := "plivo-dlr-" + s.now().UTC().Format(backupTimeLayout) + ".db"
 	c.Set(fiber.HeaderContentType, "application/octet-stream")
 	c.Set(fiber.HeaderContentDisposition, `attachment; filename="`+name+`"`)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	log := s.log.With("component", "backup", "remote_addr", c.IP())
-	start := time.Now()
 	body := newPipeBody(c.Context().Conn(), func(w io.Writer) error {
-		defer snap.Close()
-		n, err := snap.WriteTo(w)
+		// Closing frees the temporary copy's space, however the send ends.
+		defer f.Close()
+		n, err := io.Copy(w, f)
 		if err != nil {
 			log.Warn("backup aborted", "bytes", n, "size", size, "err", err)
 			return err
 		}
-		log.Info("backup sent", "bytes", n, "duration", time.Since(start).Round(time.Millisecond))
+		log.Info("backup sent", "bytes", n, "copy_duration", copied.Round(time.Millisecond), "duration", time.Since(start).Round(time.Millisecond))
 		return nil
 	})
 	c.Context().SetBodyStream(body, int(size))

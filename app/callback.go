@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -38,7 +37,7 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	body := c.Body()
 	if len(body) > protocol.MaxCallbackBody {
-		return resultMalformed, &HTTPError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
+		return resultMalformed, &httpError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
 	}
 	method := c.Method()
 	rawQuery := string(c.Request().URI().QueryString())
@@ -73,45 +72,48 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	verification, err := s.verifier.Verify(req)
 	if err != nil {
 		s.rejectSignature(c, req, err)
-		return resultInvalidSignature, &HTTPError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+		return resultInvalidSignature, &httpError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+	}
+	if refusal := s.checkScheme(c, verification); refusal != nil {
+		return resultInvalidSignature, refusal
 	}
 	for _, n := range verification.Nonces {
 		if len(n) > storage.MaxNonceLen {
-			return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
+			return resultMalformed, &httpError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
 		}
 	}
+	now := s.now()
+	nonces := callbackNonces(verification, now.Add(s.cfg.Plivo.NonceTTL.D()), requestSum(body, req))
+	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
+	defer cancel()
 	if paramsErr != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: paramsErr.Error()}
+		return s.refuseMalformed(ctx, c, nonces, paramsErr)
 	}
 	ev, err := protocol.ParseCallback(params)
 	if err != nil {
-		return resultMalformed, &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+		return s.refuseMalformed(ctx, c, nonces, err)
 	}
 
-	now := s.now()
 	ev.ReceivedAt = now.UTC()
-	nonces := make([]storage.Nonce, 0, len(verification.Nonces))
-	for _, n := range verification.Nonces {
-		// n is part of the copied header above, never fasthttp's buffer.
-		nonces = append(nonces, storage.Nonce{Value: n, ExpiresAt: now.Add(s.cfg.Plivo.NonceTTL.D())})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
-	defer cancel()
 	res, err := s.store.Apply(ctx, ev, nonces...)
 	switch {
 	case errors.Is(err, storage.ErrReplayed):
 		if ok, suppressed := s.rejections.allow(now); ok {
 			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
 		}
-		return resultReplayed, &HTTPError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+		return resultReplayed, &httpError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+	case errors.Is(err, storage.ErrNonceCapacity):
+		s.logNonceCapacity(now)
+		return resultError, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
 		// so the retry is not refused as a replay of its nonce.
-		return resultError, &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+		return resultError, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's
-	// writer, in cursor order, before Apply returned.
+	// writer, in cursor order, before Apply returned. res.Retry (the same
+	// signed request again, nonce included) is a duplicate too.
 	if res.Duplicate {
 		return resultDuplicate, nil
 	}
@@ -129,22 +131,23 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 	case req.Headers.V2 != "" || req.Headers.MaV2 != "":
 		headerSet = protocol.SchemeV2
 	}
-	cause, hint := causeTokenOrForgery, ""
+	cause, diag := causeTokenOrForgery, protocol.Diagnosis{}
 	switch {
 	case errors.Is(err, protocol.ErrMissingSignature):
 		cause = causeMissing
-	case !s.diagnoseLimit.allow(s.now()):
+	case !s.diagnoseLimit.AllowN(s.now(), 1):
 		// Diagnose costs a few hundred HMACs: a flood of forgeries must not
 		// turn it into a CPU amplifier, and a few hints a second are plenty.
 		cause = causeUndiagnosed
 	default:
-		hint = s.verifier.Diagnose(req, string(c.Request().Host()))
-		if strings.Contains(hint, "would verify with URL") {
+		diag = s.verifier.Diagnose(req, string(c.Request().Host()))
+		if diag.Finding == protocol.FoundURLMismatch {
 			cause = causeURLMismatch
 		}
 	}
+	hint := diag.Hint
 	s.metrics.signatureFailures.WithLabelValues(headerSet, cause).Inc()
-	s.refused.note(s.now().UTC(), urlHint(hint))
+	s.refused.note(s.now().UTC(), urlHint(diag))
 	ok, suppressed := s.rejections.allow(s.now())
 	if !ok {
 		return
@@ -157,25 +160,4 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	s.log.Warn("callback rejected: bad signature", attrs...)
-}
-
-// perSecond lets at most limit callers through in each one-second window.
-type perSecond struct {
-	limit  int
-	mu     sync.Mutex
-	window int64 // unix second of the current window
-	used   int
-}
-
-func (p *perSecond) allow(now time.Time) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if sec := now.Unix(); sec != p.window {
-		p.window, p.used = sec, 0
-	}
-	if p.used >= p.limit {
-		return false
-	}
-	p.used++
-	return true
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +64,8 @@ type PlivoConfig struct {
 	APIURL          string   `toml:"api_url"`
 	CallbackPath    string   `toml:"callback_path"`
 	NonceTTL        Duration `toml:"nonce_ttl"`
+	// RequireV3 refuses callbacks signed with V2 only (see callback_nonce.go).
+	RequireV3 bool `toml:"require_v3"`
 }
 
 // DashboardConfig is the [dashboard] section.
@@ -150,7 +153,7 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if err := dec.Decode(&cfg); err != nil {
 		var strict *toml.StrictMissingError
 		if errors.As(err, &strict) && len(strict.Errors) > 0 {
-			return cfg, &ConfigError{Key: strings.Join(strict.Errors[0].Key(), "."), Problem: "unknown key"}
+			return cfg, unknownKeyErrors(strict)
 		}
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
@@ -162,7 +165,7 @@ func ParseConfig(r io.Reader) (Config, error) {
 			if key == "" {
 				key = fmt.Sprintf("line %d column %d", row, col)
 			}
-			return cfg, &ConfigError{Key: key, Problem: strings.TrimPrefix(de.Error(), "toml: ")}
+			return cfg, &ConfigError{Key: key, Problem: typeProblem(strings.TrimPrefix(de.Error(), "toml: "))}
 		}
 		return cfg, fmt.Errorf("parse config: %w", err)
 	}
@@ -233,7 +236,8 @@ func LoadConfig(path string, env func(string) string) (Config, error) {
 
 // ApplyEnv overrides keys from the environment: PLIVO_AUTH_ID,
 // PLIVO_AUTH_TOKEN and PLIVO_PHONE_NUMBER (the names Plivo's SDKs use), and
-// PLIVO_DLR_<SECTION>_<KEY> for every key. Any variable NAME may instead be
+// PLIVO_DLR_<SECTION>_<KEY> for every key, nested tables too
+// (PLIVO_DLR_FORWARD_NATS_URL); [[forward.webhooks]] only in the file. Any variable NAME may instead be
 // given as NAME_FILE holding a path to read (systemd credentials, secrets
 // mounted as files); trailing newlines are trimmed.
 func (c *Config) ApplyEnv(env func(string) string) error {
@@ -258,36 +262,106 @@ func (c *Config) ApplyEnv(env func(string) string) error {
 		"PLIVO_AUTH_TOKEN":   "PLIVO_DLR_PLIVO_AUTH_TOKEN",
 		"PLIVO_PHONE_NUMBER": "PLIVO_DLR_PLIVO_SOURCE_NUMBER",
 	}
-	sections := reflect.ValueOf(c).Elem()
-	for i := 0; i < sections.NumField(); i++ {
-		secName := tomlName(sections.Type().Field(i))
-		sec := sections.Field(i)
-		for j := 0; j < sec.NumField(); j++ {
-			keyName := tomlName(sec.Type().Field(j))
-			name := "PLIVO_DLR_" + strings.ToUpper(secName+"_"+keyName)
-			val, ok, err := lookup(name)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				for alias, target := range aliases {
-					if target != name {
-						continue
-					}
-					if val, ok, err = lookup(alias); err != nil {
-						return err
-					}
+	for _, k := range envKeys(reflect.ValueOf(c).Elem(), "", "PLIVO_DLR") {
+		val, ok, err := lookup(k.env)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			for alias, target := range aliases {
+				if target != k.env {
+					continue
+				}
+				if val, ok, err = lookup(alias); err != nil {
+					return err
 				}
 			}
-			if !ok {
-				continue
-			}
-			if err := setFromString(sec.Field(j), val); err != nil {
-				return &ConfigError{Key: secName + "." + keyName, Problem: fmt.Sprintf("from environment %s: %v", name, err)}
-			}
+		}
+		if !ok {
+			continue
+		}
+		if err := setFromString(k.field, val); err != nil {
+			return &ConfigError{Key: k.key, Problem: fmt.Sprintf("from environment %s: %v", k.env, err)}
 		}
 	}
 	return nil
+}
+
+// envKey is one config key settable from the environment.
+type envKey struct {
+	env   string // PLIVO_DLR_FORWARD_NATS_URL
+	key   string // forward.nats.url
+	field reflect.Value
+}
+
+// envKeys lists the keys of the struct v with their variable names, nested
+// tables included (forward.nats.url is PLIVO_DLR_FORWARD_NATS_URL). Arrays
+// of tables (forward.webhooks) are left to the file: an index in a variable
+// name would be fragile.
+func envKeys(v reflect.Value, keyPrefix, envPrefix string) []envKey {
+	var out []envKey
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		name := tomlName(f)
+		if name == "" || name == "-" {
+			continue
+		}
+		key, env := name, envPrefix+"_"+strings.ToUpper(name)
+		if keyPrefix != "" {
+			key = keyPrefix + "." + name
+		}
+		fv := v.Field(i)
+		ft := f.Type
+		switch {
+		case ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(textUnmarshaler):
+			out = append(out, envKeys(fv, key, env)...)
+		case ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && !reflect.PointerTo(ft.Elem()).Implements(textUnmarshaler):
+		default:
+			out = append(out, envKey{env: env, key: key, field: fv})
+		}
+	}
+	return out
+}
+
+// UnknownEnv returns a warning for each PLIVO_DLR_* variable in environ
+// ("NAME=value" entries, as os.Environ gives) that sets no config key, with
+// the closest known name: a misspelt variable is otherwise silently ignored.
+// extra lists further names a command reads itself (PLIVO_DLR_API_TOKEN).
+func UnknownEnv(environ []string, extra ...string) []string {
+	var cfg Config
+	known := map[string]bool{}
+	var names []string
+	for _, k := range envKeys(reflect.ValueOf(&cfg).Elem(), "", "PLIVO_DLR") {
+		names = append(names, k.env)
+	}
+	names = append(names, extra...)
+	for _, n := range names {
+		known[n], known[n+"_FILE"] = true, true
+	}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "PLIVO_DLR_") || known[name] {
+			continue
+		}
+		w := name + ": environment variable matches no config key, ignored"
+		base := strings.TrimSuffix(name, "_FILE")
+		best, bestD := "", -1
+		for _, n := range names {
+			if d := editDistance(base, n); d <= 3 && (bestD < 0 || d < bestD || d == bestD && n < best) {
+				best, bestD = n, d
+			}
+		}
+		if best != "" {
+			if base != name {
+				best += "_FILE"
+			}
+			w += " (did you mean " + best + "?)"
+		}
+		out = append(out, w)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func tomlName(f reflect.StructField) string {

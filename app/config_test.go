@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,8 +26,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		"files-no-key.toml":     "tls.key_file: must be set when tls.mode is files",
 		"plain-password.toml":   "dashboard.password_hash: must be a bcrypt hash ($2b$...); create one with `plivo-dlr hash-password`",
 		"token-without-id.toml": "plivo.auth_id: must be set when plivo.auth_token is set",
-		"unknown-key.toml":      "server.lisen: unknown key",
-		"wrong-type.toml":       "server.listen: ",
+		"unknown-key.toml":      "server.lisen: unknown key (did you mean server.listen?)",
+		"wrong-type.toml":       "server.listen: must be a string (got an integer)",
 		"syntax.toml":           "line 1 column",
 	}
 	files, err := filepath.Glob("testdata/config/*.toml")
@@ -87,6 +88,8 @@ func TestApplyEnv(t *testing.T) {
 		"PLIVO_DLR_RECONCILE_AFTER":         "45m",
 		"PLIVO_DLR_METRICS_ENABLED":         "false",
 		"PLIVO_DLR_SANDBOX_FAILURE_SHARE":   "0.25",
+		"PLIVO_DLR_FORWARD_NATS_URL":        "nats://127.0.0.1:4222",
+		"PLIVO_DLR_FORWARD_NATS_TOKEN":      "nats-token",
 	}
 	cfg, err := LoadConfig("", func(k string) string { return env[k] })
 	if err != nil {
@@ -105,6 +108,8 @@ func TestApplyEnv(t *testing.T) {
 		{"metrics.enabled", cfg.Metrics.Enabled, false},
 		{"failure_share", cfg.Sandbox.FailureShare, 0.25},
 		{"auth tokens", len(cfg.AuthTokens()), 4},
+		{"forward.nats.url", cfg.Forward.NATS.URL, "nats://127.0.0.1:4222"},
+		{"forward.nats.token", string(cfg.Forward.NATS.Token), "nats-token"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -129,3 +134,70 @@ func TestSecretNeverPrinted(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// TestConfigReportsEveryProblem: every unknown key of a file is reported,
+// one line each, with a suggestion when a known key is close; keys under a
+// misspelt section are reported once as that section; type errors say what
+// the key must be, in one line without Go type names.
+func TestConfigReportsEveryProblem(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		want       []string
+	}{
+		{"two unknown keys", "[server]\nlisen = \"127.0.0.1:8080\"\npublic_ur = \"https://x\"\n", []string{
+			"server.lisen: unknown key (did you mean server.listen?)",
+			"server.public_ur: unknown key (did you mean server.public_url?)",
+		}},
+		{"misspelt section", "[sever]\nlisten = \"a\"\ndata_dir = \"b\"\n[metrics]\ntokn = \"x\"\n", []string{
+			"sever: unknown section (did you mean server?)",
+			"metrics.tokn: unknown key (did you mean metrics.token?)",
+		}},
+		{"nested", "[forward.nats]\nurll = \"x\"\n[[forward.webhooks]]\nsecret = [\"x\"]\nfoo = 1\n", []string{
+			"forward.nats.urll: unknown key (did you mean forward.nats.url?)",
+			"forward.webhooks.secret: unknown key (did you mean forward.webhooks.secrets?)",
+			"forward.webhooks.foo: unknown key",
+		}},
+		{"integer for a string list", "[dashboard]\napi_tokens = 5\n", []string{"dashboard.api_tokens: must be a list of strings (got an integer)"}},
+		{"string for a bool", "[metrics]\nenabled = \"yes\"\n", []string{"metrics.enabled: must be true or false (got a string)"}},
+		{"string for an integer", "[retention]\ndays = \"90\"\n", []string{"retention.days: must be an integer (got a string)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig(strings.NewReader(tt.toml))
+			if err == nil {
+				t.Fatalf("got no error, want %q", tt.want)
+			}
+			if got := strings.Split(err.Error(), "\n"); strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("got\n%s\nwant\n%s", err, strings.Join(tt.want, "\n"))
+			}
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Errorf("errors.As(*ConfigError) = false for %T (main exits 2 on it)", err)
+			}
+		})
+	}
+}
+
+// TestUnknownEnv: a PLIVO_DLR_* variable that sets no key is reported with
+// the closest name; known names, their _FILE forms, extra names and other
+// variables are not.
+func TestUnknownEnv(t *testing.T) {
+	got := UnknownEnv([]string{
+		"PLIVO_DLR_SERVER_LISEN=127.0.0.1:9",
+		"PLIVO_DLR_SERVER_LISTEN=127.0.0.1:9",
+		"PLIVO_DLR_PLIVO_AUTH_TOKEN_FILE=/run/credentials/x",
+		"PLIVO_DLR_FORWARD_NATS_URL=nats://h:4222",
+		"PLIVO_DLR_DASHBOARD_API_TOKEN_FILE=/x",
+		"PLIVO_DLR_API_TOKEN=t",
+		"PLIVO_DLR_NOTHING_LIKE_IT=1",
+		"HOME=/root",
+	}, "PLIVO_DLR_API_TOKEN")
+	want := []string{
+		"PLIVO_DLR_DASHBOARD_API_TOKEN_FILE: environment variable matches no config key, ignored (did you mean PLIVO_DLR_DASHBOARD_API_TOKENS_FILE?)",
+		"PLIVO_DLR_NOTHING_LIKE_IT: environment variable matches no config key, ignored",
+		"PLIVO_DLR_SERVER_LISEN: environment variable matches no config key, ignored (did you mean PLIVO_DLR_SERVER_LISTEN?)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

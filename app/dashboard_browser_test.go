@@ -161,7 +161,7 @@ func TestDashboardBrowser(t *testing.T) {
 	if got, want := strings.Join(events, ","), "queued,sent,undelivered"; got != want {
 		t.Errorf("detail events: got %s, want %s", got, want)
 	}
-	for _, want := range []string{"Spam detected", "QueuedTime 2024-05-01 10:00:00.234567", "0.00450", "Raw payload"} {
+	for _, want := range []string{"Spam detected", "Queued 2024-05-01 10:00:00.234 UTC", "0.00450", "Raw payload"} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("detail text lacks %q:\n%s", want, detail)
 		}

@@ -1,10 +1,12 @@
 package app
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"plivo-dlr/app/protocol"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -44,9 +47,12 @@ type dashServer struct {
 	srv   *Server
 	store *storage.Store
 	cfg   Config
+	// opts are the server options besides Config, Store and UI.
+	opts  Options
 	addr  string // host:port, kept across restarts
 	dbDir string
-	errc  chan error
+	// serveStop shuts the running server down (testsupport.Serve).
+	serveStop func()
 }
 
 // dashConfig is the configuration of a dashboard test server listening on addr.
@@ -66,11 +72,18 @@ func dashConfig(addr string) Config {
 // startDashServer starts a server on a fresh loopback port and data dir.
 func startDashServer(tb testing.TB, mutate func(*Config)) *dashServer {
 	tb.Helper()
+	return startDashServerOpts(tb, mutate, Options{})
+}
+
+// startDashServerOpts is startDashServer with server options besides
+// Config, Store and UI.
+func startDashServerOpts(tb testing.TB, mutate func(*Config), opts Options) *dashServer {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatalf("listen: %v", err)
 	}
-	d := &dashServer{addr: ln.Addr().String(), dbDir: tb.TempDir()}
+	d := &dashServer{addr: ln.Addr().String(), dbDir: tb.TempDir(), opts: opts}
 	d.cfg = dashConfig(d.addr)
 	if mutate != nil {
 		mutate(&d.cfg)
@@ -93,21 +106,12 @@ func (d *dashServer) start(tb testing.TB, ln net.Listener) {
 	if d.store, err = storage.Open(filepath.Join(d.dbDir, "dlr.db"), storage.Options{}); err != nil {
 		tb.Fatalf("open store: %v", err)
 	}
-	if d.srv, err = NewServer(Options{Config: d.cfg, Store: d.store, UI: ui.FS}); err != nil {
+	opts := d.opts
+	opts.Config, opts.Store, opts.UI = d.cfg, d.store, ui.FS
+	if d.srv, err = NewServer(opts); err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
-	d.errc = make(chan error, 1)
-	go func() { d.errc <- d.srv.Serve(ln) }()
-	// Shutdown before Fiber has started serving would be lost (Serve would
-	// then run forever), so wait until it answers.
-	waitFor(tb, 10*time.Second, "server to answer /healthz", func() bool {
-		resp, err := http.Get(d.url("/healthz"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	d.serveStop = testsupport.Serve(tb, d.srv, ln, d.url("/healthz"))
 }
 
 // stop shuts the server down and closes the store; safe to call twice.
@@ -116,14 +120,7 @@ func (d *dashServer) stop(tb testing.TB) {
 	if d.srv == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.srv.Shutdown(ctx); err != nil {
-		tb.Errorf("shutdown: %v", err)
-	}
-	if err := <-d.errc; err != nil {
-		tb.Errorf("serve: %v", err)
-	}
+	d.serveStop()
 	// A test may have closed the store itself (the 503 path).
 	if err := d.store.Close(); err != nil && !errors.Is(err, storage.ErrClosed) {
 		tb.Errorf("close store: %v", err)
@@ -155,34 +152,55 @@ func callbackForm(uuid, status, errorCode string, seq int) url.Values {
 // over cfg.CallbackURL() as Plivo would.
 func signedCallback(tb testing.TB, cfg Config, addr string, form url.Values) *http.Request {
 	tb.Helper()
+	req, err := newSignedCallback(cfg, addr, form)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return req
+}
+
+// newSignedCallback is signedCallback for any goroutine: it returns errors.
+func newSignedCallback(cfg Config, addr string, form url.Values) (*http.Request, error) {
 	// Plivo's nonces are random 20-digit strings.
 	nonce := fmt.Sprintf("%010d%010d", mrand.Uint64()%1e10, mrand.Uint64()%1e10)
 	sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
 	if err != nil {
-		tb.Fatalf("sign: %v", err)
+		return nil, fmt.Errorf("sign: %w", err)
 	}
 	req, err := http.NewRequest(http.MethodPost, "http://"+addr+cfg.Plivo.CallbackPath, strings.NewReader(form.Encode()))
 	if err != nil {
-		tb.Fatalf("new request: %v", err)
+		return nil, fmt.Errorf("new request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Plivo-Signature-V2", sig)
 	req.Header.Set("X-Plivo-Signature-V2-Nonce", nonce)
-	return req
+	return req, nil
 }
 
 // sendCallback posts a signed callback and fails unless it is stored (200).
 func (d *dashServer) sendCallback(tb testing.TB, uuid, status, errorCode string, seq int) {
 	tb.Helper()
-	resp, err := http.DefaultClient.Do(signedCallback(tb, d.cfg, d.addr, callbackForm(uuid, status, errorCode, seq)))
+	if err := d.trySendCallback(uuid, status, errorCode, seq); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// trySendCallback is sendCallback for any goroutine: it returns errors.
+func (d *dashServer) trySendCallback(uuid, status, errorCode string, seq int) error {
+	req, err := newSignedCallback(d.cfg, d.addr, callbackForm(uuid, status, errorCode, seq))
 	if err != nil {
-		tb.Fatalf("callback %s %s: %v", uuid, status, err)
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("callback %s %s: %w", uuid, status, err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("callback %s %s: got %d %s, want 200", uuid, status, resp.StatusCode, body)
+		return fmt.Errorf("callback %s %s: got %d %s, want 200", uuid, status, resp.StatusCode, body)
 	}
+	return nil
 }
 
 // noRedirectClient returns a client with a cookie jar that shows redirects
@@ -222,17 +240,44 @@ func sessionCookieOf(resp *http.Response) *http.Cookie {
 	return nil
 }
 
-// waitFor polls cond every 10 ms until it holds or the deadline passes.
-func waitFor(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // netListenLoopback listens on a free loopback port.
 func netListenLoopback() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// TestErrorCodesAsset: the dashboard's error-code module is generated from
+// protocol.ErrorCodes, so the UI shows exactly the server's table.
+func TestErrorCodesAsset(t *testing.T) {
+	d := startDashServer(t, nil)
+	c := noRedirectClient(t)
+	if resp := d.login(t, c, dashUser, dashPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: got %d, want 303", resp.StatusCode)
+	}
+	resp, err := c.Get(d.url("/assets/error-codes.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/javascript") {
+		t.Fatalf("GET /assets/error-codes.js: got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	const prefix = "export const errorCodes = "
+	i := strings.Index(string(body), prefix)
+	if i < 0 {
+		t.Fatalf("body %q has no %q", body, prefix)
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimSpace(string(body[i+len(prefix):])), ";")), &got); err != nil {
+		t.Fatalf("decode the table: %v in %q", err, body)
+	}
+	if !maps.Equal(got, protocol.ErrorCodes) {
+		t.Errorf("served table: got %v, want protocol.ErrorCodes %v", got, protocol.ErrorCodes)
+	}
+	// errors.js holds no table of its own any more.
+	js, err := fs.ReadFile(ui.FS, "assets/errors.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(js), `"30":`) {
+		t.Errorf("ui/static/assets/errors.js still has its own copy of the table")
+	}
+}

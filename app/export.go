@@ -46,7 +46,7 @@ func csvRecord(rec []string, m *storage.Message) []string {
 // chunks, so memory stays flat and no transaction stays open.
 func (s *Server) handleExport(c *fiber.Ctx) error {
 	bad := func(key, problem string) error {
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
+		return &httpError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
 	}
 	format := c.Query("format", "ndjson")
 	var ctype string

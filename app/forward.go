@@ -274,7 +274,7 @@ func (s *Server) handleForwardStatus(c *fiber.Ctx) error {
 	if s.forward != nil {
 		sts, err := s.forward.Status()
 		if err != nil {
-			return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+			return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 		}
 		out.Sinks = sts
 	}
@@ -283,9 +283,9 @@ func (s *Server) handleForwardStatus(c *fiber.Ctx) error {
 
 func (s *Server) forwardError(name string, err error) error {
 	if errors.Is(err, forward.ErrUnknownSink) {
-		return &HTTPError{Code: fiber.StatusNotFound, Message: "no forwarding sink " + strconv.Quote(name)}
+		return &httpError{Code: fiber.StatusNotFound, Message: "no forwarding sink " + strconv.Quote(name)}
 	}
-	return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "forwarding unavailable", Err: err}
+	return &httpError{Code: fiber.StatusServiceUnavailable, Message: "forwarding unavailable", Err: err}
 }
 
 func (s *Server) handleForwardDead(c *fiber.Ctx) error {
@@ -294,7 +294,7 @@ func (s *Server) handleForwardDead(c *fiber.Ctx) error {
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return &HTTPError{Code: fiber.StatusBadRequest, Message: "limit must be from 1 to 1000"}
+			return &httpError{Code: fiber.StatusBadRequest, Message: "limit must be from 1 to 1000"}
 		}
 		limit = n
 	}
@@ -302,7 +302,7 @@ func (s *Server) handleForwardDead(c *fiber.Ctx) error {
 	if v := c.Query("cursor"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return &HTTPError{Code: fiber.StatusBadRequest, Message: "cursor must be a number from next_cursor"}
+			return &httpError{Code: fiber.StatusBadRequest, Message: "cursor must be a number from next_cursor"}
 		}
 		before = n
 	}
@@ -337,7 +337,7 @@ func (s *Server) handleForwardReplay(c *fiber.Ctx) error {
 	name := strings.Clone(c.Params("name"))
 	since, err := strconv.ParseUint(c.Query("since"), 10, 64)
 	if err != nil {
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: "since must be an event cursor (a number)"}
+		return &httpError{Code: fiber.StatusBadRequest, Message: "since must be an event cursor (a number)"}
 	}
 	if s.forward == nil {
 		return s.forwardError(name, forward.ErrUnknownSink)

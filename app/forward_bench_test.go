@@ -90,7 +90,7 @@ func startForwardingBenchServer(b *testing.B, sinks int, hookURL string) string 
 //
 //	go test -run '^$' -bench BenchmarkIngestForwarding -benchtime 30000x ./app
 func BenchmarkIngestForwarding(b *testing.B) {
-	TuneGC()
+	TuneGC(os.Getenv)
 	const clients, rounds = 64, 4
 	hookURL, delivered := startSinkReceiver(b)
 	offAddr := startForwardingBenchServer(b, 0, hookURL)

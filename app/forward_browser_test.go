@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -48,19 +48,10 @@ func TestDashboardForwardingBanner(t *testing.T) {
 	if err := fwd.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	d.errc = make(chan error, 1)
-	go func() { d.errc <- d.srv.Serve(ln) }()
+	d.serveStop = testsupport.Serve(t, d.srv, ln, d.url("/healthz"))
 	t.Cleanup(func() {
 		fwd.Stop()
 		d.stop(t)
-	})
-	waitFor(t, 10*time.Second, "server to answer", func() bool {
-		resp, err := http.Get(d.url("/healthz"))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
 	})
 	d.sendCallback(t, "0c0c0c0c-1111-4222-8333-444455556666", "queued", "", 1)
 

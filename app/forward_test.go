@@ -45,7 +45,7 @@ func TestForwardConfigErrors(t *testing.T) {
 		{"[forward.nats]\nurl = \"nats://h:4222\"\ntoken = \"t\"\nuser = \"u\"\n", `forward.nats.credentials_file: set only one of credentials_file, token, user + password`},
 		{"[forward.nats]\nurl = \"nats://h:4222\"\npassword = \"p\"\n", `forward.nats.user: must be set when forward.nats.password is set`},
 		{"[forward.nats]\nurl = \"nats://h:4222\"\nduplicate_window = \"0s\"\n", `forward.nats.duplicate_window: must be positive (got "0s")`},
-		{"[forward.nats]\nstreams = \"x\"\n", `forward.nats.streams: unknown key`},
+		{"[forward.nats]\nstreams = \"x\"\n", `forward.nats.streams: unknown key (did you mean forward.nats.stream?)`},
 	}
 	for _, tt := range tests {
 		cfg, err := ParseConfig(strings.NewReader(tt.toml))

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"os"
 	"runtime/debug"
 )
 
@@ -14,9 +13,10 @@ import (
 // that CPU back to ingestion.
 const GCPercent = 400
 
-// TuneGC applies GCPercent unless the operator set GOGC.
-func TuneGC() {
-	if os.Getenv("GOGC") == "" {
+// TuneGC applies GCPercent unless the operator set GOGC; getenv is main's
+// view of the environment.
+func TuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
 		debug.SetGCPercent(GCPercent)
 	}
 }

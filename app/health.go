@@ -1,13 +1,60 @@
 package app
 
 import (
-	"strconv"
-	"strings"
+	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"plivo-dlr/app/protocol"
 )
+
+// Readiness thresholds. Callbacks are refused (503) when their commit fails;
+// readiness says so instead of only pinging, whose one rewritten meta key
+// can still fit in pages freed earlier on a full disk.
+const (
+	// readyMinFree is the free space in the data dir below which the server
+	// is not ready: bbolt grows its file in large steps, so the next growth
+	// would fail.
+	readyMinFree = 32 << 20
+	// commitFailWindow is how long a failed event commit keeps the server
+	// not ready, unless an event commit succeeds first.
+	commitFailWindow = time.Minute
+)
+
+// storageProblem returns why storage cannot take callbacks now, "" when it can.
+func (s *Server) storageProblem(ctx context.Context) string {
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		return "storage not writable"
+	}
+	if h := s.store.CommitHealth(commitFailWindow); h.Failing {
+		return "storage commits failing since " + h.Since.UTC().Format(time.RFC3339) + ": " + clip(h.Err.Error())
+	}
+	free, err := s.store.FreeBytes()
+	if err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		return "cannot read free space of the data dir"
+	}
+	if free < readyMinFree {
+		return fmt.Sprintf("data dir nearly full: %d MiB free, need %d MiB", free>>20, readyMinFree>>20)
+	}
+	return ""
+}
+
+// handleReadyz answers readiness: storage can commit callbacks now (a ping
+// commits within 3 s, no event commit failed in the last minute, enough free
+// space). A stalled or full disk answers 503 with the reason.
+func (s *Server) handleReadyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if msg := s.storageProblem(ctx); msg != "" {
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: msg}
+	}
+	return c.SendString("ready")
+}
 
 // refusedWindow is how long a refused callback signature stays a problem.
 const refusedWindow = 15 * time.Minute
@@ -90,6 +137,15 @@ func (s *Server) builtinProblems(now time.Time) []Problem {
 	} else if s.verifier == nil || !s.verifier.HasTokens() {
 		out = append(out, Problem{Kind: "no_auth_token", Since: s.started, Detail: "No Plivo auth token is set: every callback is refused", Hint: "set plivo.auth_token"})
 	}
+	if h := s.store.CommitHealth(commitFailWindow); h.Failing {
+		out = append(out, Problem{Kind: "storage_failing", Since: h.Since,
+			Detail: "Storing callbacks fails: Plivo gets 503 and retries (" + clip(h.Err.Error()) + ")",
+			Hint:   "check free space and the disk of server.data_dir"})
+	} else if free, err := s.store.FreeBytes(); err == nil && free < readyMinFree {
+		out = append(out, Problem{Kind: "storage_failing", Since: now,
+			Detail: fmt.Sprintf("The data dir is nearly full (%d MiB free): callbacks will soon be refused", free>>20),
+			Hint:   "free space in server.data_dir or shorten retention"})
+	}
 	return append(out, s.refused.problems(now)...)
 }
 
@@ -106,17 +162,9 @@ func (s *Server) handleHealth(c *fiber.Ctx) error {
 
 // urlHint turns a diagnosis into the banner's hint: the full URL that would
 // have verified and what to set, or the diagnosis itself.
-func urlHint(diag string) string {
-	const marker = "would verify with URL "
-	i := strings.Index(diag, marker)
-	if i < 0 {
-		return diag
+func urlHint(d protocol.Diagnosis) string {
+	if d.Finding == protocol.FoundURLMismatch {
+		return "Plivo's signatures match " + d.URL + "; set server.public_url to it"
 	}
-	rest := diag[i+len(marker):]
-	if u, err := strconv.QuotedPrefix(rest); err == nil {
-		if v, err := strconv.Unquote(u); err == nil {
-			return "Plivo's signatures match " + v + "; set server.public_url to it"
-		}
-	}
-	return diag
+	return d.Hint
 }

@@ -81,8 +81,13 @@ func sendMisSigned(t *testing.T, d *dashServer) string {
 }
 
 func TestURLHint(t *testing.T) {
-	got := urlHint(`v2 signature would verify with URL "https://a.example/cb": check server.public_url`)
+	got := urlHint(protocol.Diagnosis{Finding: protocol.FoundURLMismatch, Scheme: protocol.SchemeV2, URL: "https://a.example/cb",
+		Hint: `v2 signature would verify with URL "https://a.example/cb": check server.public_url`})
 	if want := "Plivo's signatures match https://a.example/cb; set server.public_url to it"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+	other := protocol.Diagnosis{Finding: protocol.FoundParamsDiffer, Scheme: protocol.SchemeV3, Hint: "v2 signature verifies but v3 does not"}
+	if got := urlHint(other); got != other.Hint {
+		t.Errorf("not a URL mismatch: got %q, want the hint itself", got)
 	}
 }

@@ -260,7 +260,7 @@ func sendLoad(addr string, load [][]benchCallback) loadResult {
 // BENCH_ROUNDS sets the rounds (default 3); BENCH_ONLY=product runs only
 // plivo-dlr, for profiling its path alone.
 func BenchmarkIngest(b *testing.B) {
-	TuneGC() // as serve does: the server's own GC setting, not the test binary's
+	TuneGC(os.Getenv) // as serve does: the server's own GC setting, not the test binary's
 	rounds := 3
 	if n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // maxLoggedValue bounds every attacker-controlled value written to the log
@@ -22,17 +24,23 @@ func clip(v string) string {
 
 // rejectionLog samples log lines about refused requests (bad signatures,
 // replays, failed logins): a flood of forgeries must not become a flood of
-// log. At most limit lines a second are written; the count of lines left out
-// goes on the next line written.
+// log. At most perSecond lines a second are written (a token bucket holding
+// one second's worth); the count of lines left out goes on the next line
+// written.
 type rejectionLog struct {
-	limit      perSecond
+	limit      *rate.Limiter
 	suppressed atomic.Int64
+}
+
+// newRejectionLog writes at most perSecond lines a second.
+func newRejectionLog(perSecond int) *rejectionLog {
+	return &rejectionLog{limit: rate.NewLimiter(rate.Limit(perSecond), perSecond)}
 }
 
 // allow reports whether a rejection line may be written now and, if so, how
 // many were suppressed since the last one.
 func (r *rejectionLog) allow(now time.Time) (ok bool, suppressed int64) {
-	if !r.limit.allow(now) {
+	if !r.limit.AllowN(now, 1) {
 		r.suppressed.Add(1)
 		return false, 0
 	}

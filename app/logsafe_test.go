@@ -21,8 +21,7 @@ func TestClipBoundsLoggedValues(t *testing.T) {
 }
 
 func TestRejectionLogSamples(t *testing.T) {
-	var r rejectionLog
-	r.limit.limit = 20
+	r := newRejectionLog(20)
 	now := time.Unix(1_700_000_000, 0)
 	written := 0
 	for i := 0; i < 1000; i++ {

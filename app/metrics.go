@@ -17,9 +17,9 @@ const (
 	resultError            = "error"
 )
 
-// Metrics holds the collectors of plivo-dlr, registered on the registerer
-// given to NewMetrics so each test can use a fresh registry.
-type Metrics struct {
+// serverMetrics holds the collectors of plivo-dlr, registered on the registerer
+// given to newServerMetrics so each test can use a fresh registry.
+type serverMetrics struct {
 	callbacks         *prometheus.CounterVec
 	signatureFailures *prometheus.CounterVec
 	callbackDuration  prometheus.Histogram
@@ -28,10 +28,10 @@ type Metrics struct {
 	reconciles        *prometheus.CounterVec
 }
 
-// NewMetrics creates and registers the collectors on reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// newServerMetrics creates and registers the collectors on reg.
+func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 	f := promauto.With(reg)
-	m := &Metrics{
+	m := &serverMetrics{
 		callbacks: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_callbacks_total",
 			Help: "Delivery-status callbacks received, by outcome.",

@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"plivo-dlr/app/protocol"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -88,22 +88,14 @@ func startMetricsServer(tb testing.TB, path string, now func() time.Time, mutate
 	if err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	serveStop := testsupport.Serve(tb, srv, ln, "")
 	env := &metricsEnv{srv: srv, store: store, reg: reg, url: base}
 	var once atomic.Bool
 	env.stopFn = func() {
 		if !once.CompareAndSwap(false, true) {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			tb.Errorf("serve: %v", err)
-		}
+		serveStop()
 		if err := store.Close(); err != nil {
 			tb.Errorf("close store: %v", err)
 		}
@@ -260,9 +252,11 @@ func TestMetricsCountDelivery(t *testing.T) {
 	env.mustCallback(t, 200, status(d, storage.StatusSent, 2), "")
 	env.mustCallback(t, 200, status(d, storage.StatusUndelivered, 3, "ErrorCode", "30"), "")
 	// Repeats: Plivo's retry of A's delivered report (same fields, new
-	// nonce) is a duplicate; the same request again is a replay.
+	// nonce) is a duplicate, and so is the same request again (same nonce,
+	// same bytes); that nonce with another body is a replay.
 	env.mustCallback(t, 200, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
-	env.mustCallback(t, 403, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
+	env.mustCallback(t, 200, delivered(a, 3, 4*time.Second), "retry-nonce-0001")
+	env.mustCallback(t, 403, delivered(a, 4, 4*time.Second), "retry-nonce-0001")
 	// B ends undelivered after delivered: stored, a new status event, but B
 	// was already final and is not counted again.
 	env.mustCallback(t, 200, status(b, storage.StatusUndelivered, 4, "ErrorCode", "030"), "")
@@ -286,7 +280,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 		want   float64
 	}{
 		{"plivo_dlr_callbacks_total", []string{"result=stored"}, 15},
-		{"plivo_dlr_callbacks_total", []string{"result=duplicate"}, 1},
+		{"plivo_dlr_callbacks_total", []string{"result=duplicate"}, 2},
 		{"plivo_dlr_callbacks_total", []string{"result=replayed"}, 1},
 		{"plivo_dlr_callbacks_total", []string{"result=invalid_signature"}, 1},
 		{"plivo_dlr_callbacks_total", []string{"result=malformed"}, 1},
@@ -330,8 +324,8 @@ func TestMetricsCountDelivery(t *testing.T) {
 		}
 	})
 	t.Run("callback duration", func(t *testing.T) {
-		if got := series(mfs, "plivo_dlr_callback_duration_seconds").GetHistogram().GetSampleCount(); got != 19 {
-			t.Errorf("count: got %d, want 19 (every callback)", got)
+		if got := series(mfs, "plivo_dlr_callback_duration_seconds").GetHistogram().GetSampleCount(); got != 20 {
+			t.Errorf("count: got %d, want 20 (every callback)", got)
 		}
 	})
 	t.Run("storage commits", func(t *testing.T) {
@@ -379,7 +373,7 @@ func TestMetricsCountDelivery(t *testing.T) {
 }
 
 func TestMetricsPendingByAge(t *testing.T) {
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	env := startMetricsServer(t, "", clock.Now, nil)
 	pending := func() []float64 {
 		mfs := scrape(t, env.url, "")
@@ -497,7 +491,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // changes nothing; Prometheus counters start again from zero (rate()
 // handles the reset).
 func TestStatsSurviveRestart(t *testing.T) {
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	env := startMetricsServer(t, "", clock.Now, nil)
 	for i := range 12 {
 		uuid := fmt.Sprintf("%08x-0000-4000-8000-000000000000", i+1)
@@ -629,7 +623,7 @@ func BenchmarkMetricsPerCallback(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = store.Close() })
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := newServerMetrics(reg)
 	d := newDeliveryMetrics(reg, store, time.Now, slog.New(slog.DiscardHandler))
 	commit := NewCommitObserver(reg)
 	q := time.Date(2025, 3, 1, 11, 0, 0, 0, time.UTC)

@@ -18,8 +18,8 @@ import (
 // HTTP client's timeout is the only bound; a send waits for it in the handler.
 const plivoTimeout = 15 * time.Second
 
-// PlivoError is a non-2xx answer from Plivo's API.
-type PlivoError struct {
+// plivoError is a non-2xx answer from Plivo's API.
+type plivoError struct {
 	// Status is the HTTP status Plivo answered with.
 	Status int
 	// Reason is Plivo's "error" field, or the start of the body when the
@@ -27,21 +27,21 @@ type PlivoError struct {
 	Reason string
 }
 
-func (e *PlivoError) Error() string {
+func (e *plivoError) Error() string {
 	return fmt.Sprintf("plivo api: %d %s", e.Status, e.Reason)
 }
 
-// PlivoClient sends and looks up messages through plivo-go, pointed at
+// plivoClient sends and looks up messages through plivo-go, pointed at
 // plivo.api_url. It is safe for concurrent use.
-type PlivoClient struct {
+type plivoClient struct {
 	c *plivo.Client
 }
 
-// NewPlivoClient returns a client for the account authID/authToken at
+// newPlivoClient returns a client for the account authID/authToken at
 // apiURL (Plivo's production API when empty). Only the scheme and host of
 // apiURL are used: plivo-go builds the /v1/Account/... path itself. A nil
 // httpClient gets a private one with a 15 s timeout.
-func NewPlivoClient(authID, authToken, apiURL string, httpClient *http.Client) (*PlivoClient, error) {
+func newPlivoClient(authID, authToken, apiURL string, httpClient *http.Client) (*plivoClient, error) {
 	if authID == "" || authToken == "" {
 		return nil, errors.New("new plivo client: auth id and token are required")
 	}
@@ -79,13 +79,13 @@ func NewPlivoClient(authID, authToken, apiURL string, httpClient *http.Client) (
 	// BaseUrl is per client, so each Server (and each test) has its own
 	// target; no package variable of plivo-go is touched.
 	c.BaseUrl = &url.URL{Scheme: base.Scheme, Host: base.Host, Path: "/"}
-	return &PlivoClient{c: c}, nil
+	return &plivoClient{c: c}, nil
 }
 
 // Send asks Plivo to send one message (several when params.Dst lists several
 // numbers separated by "<") and returns Plivo's api_id and message UUIDs.
-// A refusal is a *PlivoError; anything else is a network failure.
-func (p *PlivoClient) Send(params plivo.MessageCreateParams) (apiID string, uuids []string, err error) {
+// A refusal is a *plivoError; anything else is a network failure.
+func (p *plivoClient) Send(params plivo.MessageCreateParams) (apiID string, uuids []string, err error) {
 	resp, err := p.c.Messages.Create(params)
 	if err != nil {
 		return "", nil, fmt.Errorf("create message: %w", err)
@@ -95,13 +95,13 @@ func (p *PlivoClient) Send(params plivo.MessageCreateParams) (apiID string, uuid
 		if reason == "" {
 			reason = "no message_uuid in Plivo's answer"
 		}
-		return "", nil, fmt.Errorf("create message: %w", &PlivoError{Status: http.StatusBadGateway, Reason: reason})
+		return "", nil, fmt.Errorf("create message: %w", &plivoError{Status: http.StatusBadGateway, Reason: reason})
 	}
 	return resp.ApiID, resp.MessageUUID, nil
 }
 
 // Get looks up one message's current state at Plivo.
-func (p *PlivoClient) Get(uuid string) (*plivo.Message, error) {
+func (p *plivoClient) Get(uuid string) (*plivo.Message, error) {
 	m, err := p.c.Messages.Get(uuid)
 	if err != nil {
 		return nil, fmt.Errorf("get message %s: %w", uuid, err)
@@ -109,7 +109,7 @@ func (p *PlivoClient) Get(uuid string) (*plivo.Message, error) {
 	return m, nil
 }
 
-// statusTransport turns non-2xx answers into *PlivoError.
+// statusTransport turns non-2xx answers into *plivoError.
 type statusTransport struct{ next http.RoundTripper }
 
 func (t statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -125,7 +125,7 @@ func (t statusTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
 	resp.Body.Close()
-	return nil, &PlivoError{Status: resp.StatusCode, Reason: plivoReason(resp.StatusCode, body)}
+	return nil, &plivoError{Status: resp.StatusCode, Reason: plivoReason(resp.StatusCode, body)}
 }
 
 // closeAtEOF closes the body once it has been read to the end.
@@ -173,10 +173,10 @@ func shorten(s string, n int) string {
 	return s
 }
 
-// plivoFailure classifies an error from PlivoClient for an API answer: the
+// plivoFailure classifies an error from plivoClient for an API answer: the
 // status to reply with and a reason safe to show.
 func plivoFailure(err error) (int, string) {
-	var pe *PlivoError
+	var pe *plivoError
 	if errors.As(err, &pe) {
 		lower := strings.ToLower(pe.Reason)
 		switch {

@@ -73,9 +73,9 @@ const (
 	payloadReconcileResult  = "reconcile_result"
 )
 
-// ReconcileEnabled reports whether RunReconcile does anything: reconcile.enabled
+// reconcileEnabled reports whether RunReconcile does anything: reconcile.enabled
 // is on and Plivo credentials (or the sandbox) are configured.
-func (s *Server) ReconcileEnabled() bool { return s.cfg.Reconcile.Enabled && s.plivo != nil }
+func (s *Server) reconcileEnabled() bool { return s.cfg.Reconcile.Enabled && s.plivo != nil }
 
 // RunReconcile looks up, at Plivo, messages still not terminal
 // reconcile.after after their last event, until ctx ends. All its state is
@@ -83,7 +83,7 @@ func (s *Server) ReconcileEnabled() bool { return s.cfg.Reconcile.Enabled && s.p
 // so a restart carries on where it stopped. It returns at once when
 // reconciliation is disabled.
 func (s *Server) RunReconcile(ctx context.Context) {
-	if !s.ReconcileEnabled() {
+	if !s.reconcileEnabled() {
 		return
 	}
 	opts := s.reconcile.withDefaults()
@@ -100,10 +100,10 @@ func (s *Server) RunReconcile(ctx context.Context) {
 	}
 }
 
-// ReconcileOnce runs one scan with the server's options and returns how many
+// reconcileOnce runs one scan with the server's options and returns how many
 // messages it looked up at Plivo.
-func (s *Server) ReconcileOnce(ctx context.Context) (int, error) {
-	if !s.ReconcileEnabled() {
+func (s *Server) reconcileOnce(ctx context.Context) (int, error) {
+	if !s.reconcileEnabled() {
 		return 0, errors.New("reconcile: disabled or no plivo credentials")
 	}
 	return s.reconcilePass(ctx, s.reconcile.withDefaults(), newReconcileState())
@@ -173,14 +173,18 @@ func (s *Server) reconcilePass(ctx context.Context, opts ReconcileOptions, st *r
 // reconcile event. It returns the result label, or "" when the message was
 // already given up on (nothing asked).
 func (s *Server) reconcileMessage(m storage.Message) (string, error) {
-	_, events, err := s.store.GetMessage(m.MessageUUID)
+	// Only the newest events matter, however long the history.
+	page, err := s.store.GetMessagePage(m.MessageUUID, storage.EventPage{Limit: reconcileMaxAttempts, Desc: true})
 	if err != nil {
 		return reconcileError, fmt.Errorf("read history: %w", err)
 	}
 	// Attempts are the reconcile events since anything else was heard of the
 	// message: a callback in between starts the count again.
 	attempts := 0
-	for i := len(events) - 1; i >= 0 && events[i].Source == storage.SourceReconcile; i-- {
+	for _, ev := range page.Events {
+		if ev.Source != storage.SourceReconcile {
+			break
+		}
 		attempts++
 	}
 	if attempts >= reconcileMaxAttempts {
@@ -191,7 +195,7 @@ func (s *Server) reconcileMessage(m storage.Message) (string, error) {
 	now := s.now().UTC()
 	var ev storage.Event
 	pm, err := s.plivo.Get(m.MessageUUID)
-	var pe *PlivoError
+	var pe *plivoError
 	switch {
 	case errors.As(err, &pe) && pe.Status == http.StatusNotFound:
 		// Plivo has no such message (another account, or past its

@@ -12,30 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"plivo-dlr/app/sandbox"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
-
-// manualClock is a clock tests move by hand.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newManualClock() *manualClock {
-	return &manualClock{t: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fastReconcile keeps tests from waiting on the production pacing.
 var fastReconcile = ReconcileOptions{Interval: 5 * time.Millisecond, MinGap: time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 4 * time.Millisecond}
@@ -47,7 +26,7 @@ func sendOne(tb testing.TB, env *sendEnv, to string) string {
 	if code != http.StatusAccepted {
 		tb.Fatalf("send: got %d %s, want 202", code, body)
 	}
-	var resp SendResponse
+	var resp sendResponse
 	if err := json.Unmarshal(body, &resp); err != nil || len(resp.MessageUUIDs) != 1 {
 		tb.Fatalf("send answer %s: %v", body, err)
 	}
@@ -64,7 +43,7 @@ func TestReconcileFixesLostCallbacks(t *testing.T) {
 	t.Cleanup(func() { sb.Close() })
 	cfg := DefaultConfig()
 	configureForSandbox(&cfg, sb)
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile, Sandbox: true})
 	uuid := sendOne(t, env, "+14155550199")
 
@@ -82,11 +61,11 @@ func TestReconcileFixesLostCallbacks(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 0 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 0 {
 		t.Fatalf("before reconcile.after: looked up %d (err %v), want 0", n, err)
 	}
 	clock.Add(cfg.Reconcile.After.D() + time.Second)
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 1 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("after reconcile.after: looked up %d (err %v), want 1", n, err)
 	}
 	msg, events, err := env.store.GetMessage(uuid)
@@ -105,7 +84,7 @@ func TestReconcileFixesLostCallbacks(t *testing.T) {
 	}
 	// Terminal now: later scans leave it alone.
 	clock.Add(time.Hour)
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 0 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 0 {
 		t.Errorf("after resolution: looked up %d (err %v), want 0", n, err)
 	}
 }
@@ -122,7 +101,7 @@ func TestReconcileGivesUp(t *testing.T) {
 		writeJSON(w, http.StatusOK, map[string]any{"api_id": "same", "message_uuid": uuid, "message_state": "sent",
 			"error_code": "", "to_number": "14155550199", "from_number": "14155550100", "message_type": "sms"})
 	}
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := fakePlivoConfig(fake)
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile})
 	uuid := sendOne(t, env, "+14155550199")
@@ -131,7 +110,7 @@ func TestReconcileGivesUp(t *testing.T) {
 
 	for attempt := 1; attempt <= reconcileMaxAttempts+1; attempt++ {
 		clock.Add(after + time.Second)
-		n, err := env.srv.ReconcileOnce(ctx)
+		n, err := env.srv.reconcileOnce(ctx)
 		want := 1
 		if attempt > reconcileMaxAttempts {
 			want = 0
@@ -140,7 +119,7 @@ func TestReconcileGivesUp(t *testing.T) {
 			t.Fatalf("scan %d: looked up %d (err %v), want %d", attempt, n, err, want)
 		}
 		// The stored lookup moved LastSeen: an immediate rescan asks nothing.
-		if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 0 {
+		if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 0 {
 			t.Fatalf("rescan %d at once: looked up %d (err %v), want 0", attempt, n, err)
 		}
 	}
@@ -178,14 +157,14 @@ func TestReconcileErrors(t *testing.T) {
 		mu.Unlock()
 		writeJSON(w, code, map[string]string{"error": http.StatusText(code)})
 	}
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := fakePlivoConfig(fake)
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile})
 	uuid := sendOne(t, env, "+14155550199")
 	clock.Add(cfg.Reconcile.After.D() + time.Second)
 	ctx := context.Background()
 
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 1 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("scan with Plivo failing: looked up %d (err %v), want 1", n, err)
 	}
 	if _, events, _ := env.store.GetMessage(uuid); len(events) != 1 {
@@ -198,7 +177,7 @@ func TestReconcileErrors(t *testing.T) {
 	mu.Lock()
 	status = http.StatusNotFound
 	mu.Unlock()
-	if n, err := env.srv.ReconcileOnce(ctx); err != nil || n != 1 {
+	if n, err := env.srv.reconcileOnce(ctx); err != nil || n != 1 {
 		t.Fatalf("retry: looked up %d (err %v), want 1", n, err)
 	}
 	msg, events, _ := env.store.GetMessage(uuid)
@@ -214,7 +193,7 @@ func TestRunReconcileLoop(t *testing.T) {
 	fake.get = func(w http.ResponseWriter, uuid string) {
 		writeJSON(w, http.StatusOK, map[string]any{"message_uuid": uuid, "message_state": "undelivered", "error_code": "30"})
 	}
-	clock := newManualClock()
+	clock := testsupport.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	cfg := fakePlivoConfig(fake)
 	env := startSendServer(t, cfg, Options{Now: clock.Now, Reconcile: fastReconcile})
 	uuid := sendOne(t, env, "+14155550199")
@@ -254,7 +233,7 @@ func TestReconcileDisabled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("RunReconcile kept running with reconcile.enabled = false")
 	}
-	if noCreds := startSendServer(t, DefaultConfig(), Options{}); noCreds.srv.ReconcileEnabled() {
-		t.Error("ReconcileEnabled without credentials: got true, want false")
+	if noCreds := startSendServer(t, DefaultConfig(), Options{}); noCreds.srv.reconcileEnabled() {
+		t.Error("reconcileEnabled without credentials: got true, want false")
 	}
 }

@@ -22,8 +22,8 @@ func TestHandlerPanicIsRecovered(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The recover middleware registered first applies to routes added later.
-	srv.App().Get("/test-panic", func(*fiber.Ctx) error { panic("bad page header") })
-	resp, err := srv.App().Test(httptest.NewRequest(http.MethodGet, "/test-panic", nil))
+	srv.fiber.Get("/test-panic", func(*fiber.Ctx) error { panic("bad page header") })
+	resp, err := srv.fiber.Test(httptest.NewRequest(http.MethodGet, "/test-panic", nil))
 	if err != nil {
 		t.Fatalf("GET /test-panic: %v (want a 500 answer)", err)
 	}
@@ -31,7 +31,7 @@ func TestHandlerPanicIsRecovered(t *testing.T) {
 	if resp.StatusCode != http.StatusInternalServerError {
 		t.Errorf("status %d, want 500", resp.StatusCode)
 	}
-	resp, err = srv.App().Test(httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	resp, err = srv.fiber.Test(httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz after a recovered panic: %v %v", resp, err)
 	}

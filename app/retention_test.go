@@ -8,33 +8,15 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // sweepLogs returns the "retention sweep" records logged as JSON.
-func sweepLogs(t *testing.T, logs *lockedBuffer) []map[string]any {
+func sweepLogs(t *testing.T, logs *testsupport.LockedBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -53,7 +35,7 @@ func sweepLogs(t *testing.T, logs *lockedBuffer) []map[string]any {
 }
 
 func TestRetentionSweep(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)}
+	clock := testsupport.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC))
 	store, err := storage.Open(filepath.Join(t.TempDir(), "dlr.db"), storage.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +60,7 @@ func TestRetentionSweep(t *testing.T) {
 	clock.Add(36 * time.Hour)
 	apply("new-0", "delivered")
 
-	logs := &lockedBuffer{}
+	logs := &testsupport.LockedBuffer{}
 	r := NewRetention(store, RetentionConfig{Days: 2, EventsDays: 1}, slog.New(slog.NewJSONHandler(logs, nil)), clock.Now)
 	res, err := r.Sweep(context.Background())
 	if err != nil {
@@ -132,13 +114,13 @@ func TestRetentionPolicy(t *testing.T) {
 // TestRetentionRun runs the loop with short intervals: it sweeps after its
 // first delay, again every interval, and returns when its context ends.
 func TestRetentionRun(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)}
+	clock := testsupport.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC))
 	store, err := storage.Open(filepath.Join(t.TempDir(), "dlr.db"), storage.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	logs := &lockedBuffer{}
+	logs := &testsupport.LockedBuffer{}
 	r := NewRetention(store, RetentionConfig{Days: 1, EventsDays: 1}, slog.New(slog.NewJSONHandler(logs, nil)), clock.Now)
 	r.FirstDelay, r.Interval = 10*time.Millisecond, 20*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
@@ -152,11 +134,11 @@ func TestRetentionRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Add(50 * time.Hour)
-	waitFor(t, 10*time.Second, "a later sweep to delete the old message", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "a later sweep to delete the old message", func() bool {
 		_, _, err := store.GetMessage("m-1")
 		return errors.Is(err, storage.ErrNotFound)
 	})
-	waitFor(t, 10*time.Second, "3 sweeps (the first and two on the interval)", func() bool { return len(sweepLogs(t, logs)) >= 3 })
+	testsupport.WaitFor(t, 10*time.Second, "3 sweeps (the first and two on the interval)", func() bool { return len(sweepLogs(t, logs)) >= 3 })
 	cancel()
 	select {
 	case <-done:

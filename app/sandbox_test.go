@@ -246,17 +246,17 @@ func TestSandboxAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	good, err := NewPlivoClient(sb.AuthID(), sb.AuthToken(), sb.URL(), nil)
+	good, err := newPlivoClient(sb.AuthID(), sb.AuthToken(), sb.URL(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, err := NewPlivoClient(sb.AuthID(), "wrong", sb.URL(), nil)
+	bad, err := newPlivoClient(sb.AuthID(), "wrong", sb.URL(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
 		name       string
-		client     *PlivoClient
+		client     *plivoClient
 		params     plivo.MessageCreateParams
 		wantStatus int // 0: accepted
 		wantUUIDs  int
@@ -271,7 +271,7 @@ func TestSandboxAPI(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, uuids, err := tt.client.Send(tt.params)
-			var pe *PlivoError
+			var pe *plivoError
 			switch {
 			case tt.wantStatus == 0 && (err != nil || len(uuids) != tt.wantUUIDs):
 				t.Fatalf("got %v, %v, want %d uuids", uuids, err, tt.wantUUIDs)
@@ -286,7 +286,7 @@ func TestSandboxAPI(t *testing.T) {
 			}
 		})
 	}
-	var pe *PlivoError
+	var pe *plivoError
 	if _, err := good.Get("00000000-0000-4000-8000-000000000000"); !errors.As(err, &pe) || pe.Status != 404 {
 		t.Errorf("get unknown: got %v, want Plivo 404", err)
 	}

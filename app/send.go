@@ -36,21 +36,25 @@ const (
 	sendError    = "error"
 )
 
-// SendRequest is the body of POST /api/messages. To is one number or a
+// sendRequest is the body of POST /api/messages. To is one number or a
 // list; From defaults to plivo.source_number.
-type SendRequest struct {
-	To        Recipients `json:"to"`
+type sendRequest struct {
+	To        recipients `json:"to"`
 	Text      string     `json:"text"`
 	MediaURLs []string   `json:"media_urls,omitempty"`
 	From      string     `json:"from,omitempty"`
 }
 
-// Recipients is one number ("+14155550100", or several joined with "<" as
+// recipients is one number ("+14155550100", or several joined with "<" as
 // Plivo does) or a JSON list of numbers.
-type Recipients []string
+type recipients []string
+
+// errBadRecipients is what recipients.UnmarshalJSON refuses; its text is the
+// 400 reason handleSend gives.
+var errBadRecipients = errors.New("to: must be a phone number or a list of phone numbers")
 
 // UnmarshalJSON accepts a string or a list of strings.
-func (r *Recipients) UnmarshalJSON(b []byte) error {
+func (r *recipients) UnmarshalJSON(b []byte) error {
 	var one string
 	if err := json.Unmarshal(b, &one); err == nil {
 		*r = nil
@@ -61,14 +65,14 @@ func (r *Recipients) UnmarshalJSON(b []byte) error {
 	}
 	var many []string
 	if err := json.Unmarshal(b, &many); err != nil {
-		return errors.New("to: must be a phone number or a list of phone numbers")
+		return errBadRecipients
 	}
 	*r = many
 	return nil
 }
 
-// SendResponse is the 202 body of POST /api/messages.
-type SendResponse struct {
+// sendResponse is the 202 body of POST /api/messages.
+type sendResponse struct {
 	MessageUUIDs []string `json:"message_uuids"`
 	APIID        string   `json:"api_id"`
 }
@@ -96,27 +100,27 @@ func (s *Server) handleConfig(c *fiber.Ctx) error {
 // handleSend sends an SMS or MMS through Plivo and records it as queued
 // under each message UUID Plivo returns, before any callback arrives.
 func (s *Server) handleSend(c *fiber.Ctx) error {
-	var req SendRequest
+	var req sendRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
 		s.metrics.messagesSent.WithLabelValues("sms", sendInvalid).Inc()
 		var reason string
 		if ue := (*json.UnmarshalTypeError)(nil); errors.As(err, &ue) {
 			reason = ue.Field + ": wrong type"
-		} else if strings.HasPrefix(err.Error(), "to: ") {
-			reason = err.Error()
+		} else if errors.Is(err, errBadRecipients) {
+			reason = errBadRecipients.Error()
 		} else {
 			reason = "body must be a JSON object {to, text, media_urls?, from?}"
 		}
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: reason}
+		return &httpError{Code: fiber.StatusBadRequest, Message: reason}
 	}
 	msg, err := s.prepareSend(req)
 	if err != nil {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendInvalid).Inc()
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: err.Error()}
+		return &httpError{Code: fiber.StatusBadRequest, Message: err.Error()}
 	}
 	if s.plivo == nil {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendError).Inc()
-		return &HTTPError{Code: fiber.StatusServiceUnavailable,
+		return &httpError{Code: fiber.StatusServiceUnavailable,
 			Message: "sending is disabled: set plivo.auth_id and plivo.auth_token (or run serve --sandbox)"}
 	}
 
@@ -129,7 +133,7 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 		}
 		s.metrics.messagesSent.WithLabelValues(msg.Type, result).Inc()
 		s.log.Warn("send refused", "status", code, "type", msg.Type, "recipients", len(msg.to), "err", err)
-		he := &HTTPError{Code: code, Message: reason}
+		he := &httpError{Code: code, Message: reason}
 		if code < 500 {
 			return he
 		}
@@ -141,7 +145,7 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 
 	principal, _ := c.Locals(localsPrincipal).(string)
 	s.recordSent(msg, apiID, uuids, principal)
-	return c.Status(fiber.StatusAccepted).JSON(SendResponse{MessageUUIDs: uuids, APIID: apiID})
+	return c.Status(fiber.StatusAccepted).JSON(sendResponse{MessageUUIDs: uuids, APIID: apiID})
 }
 
 // preparedSend is a validated send request.
@@ -153,7 +157,7 @@ type preparedSend struct {
 
 // prepareSend validates req and builds Plivo's parameters. Errors are plain
 // reasons for a 400. The returned Type is set even on error (for metrics).
-func (s *Server) prepareSend(req SendRequest) (preparedSend, error) {
+func (s *Server) prepareSend(req sendRequest) (preparedSend, error) {
 	p := preparedSend{Type: plivo.SMS}
 	if len(req.MediaURLs) > 0 {
 		p.Type = plivo.MMS

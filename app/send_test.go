@@ -12,12 +12,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"plivo-dlr/app/apiclient"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -61,38 +61,13 @@ func startSendServer(tb testing.TB, cfg Config, opts Options) *sendEnv {
 	if err != nil {
 		tb.Fatalf("new server: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	stop := testsupport.Serve(tb, srv, ln, cfg.Server.PublicURL+"/healthz")
 	tb.Cleanup(func() {
-		// Go's transport may hold spare connections that never carried a
-		// request; fasthttp's graceful shutdown would wait for them.
-		http.DefaultClient.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			tb.Errorf("serve: %v", err)
-		}
+		stop()
 		if err := store.Close(); err != nil {
 			tb.Errorf("close store: %v", err)
 		}
 	})
-	// Shutdown before Fiber has started serving would not stop it: wait
-	// until it answers.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(cfg.Server.PublicURL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("server never answered: %v", err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 	return &sendEnv{srv: srv, store: store, url: cfg.Server.PublicURL}
 }
 
@@ -258,7 +233,7 @@ func TestSendReachesPlivo(t *testing.T) {
 			if code != http.StatusAccepted {
 				t.Fatalf("POST /api/messages: got %d %s, want 202", code, body)
 			}
-			var resp SendResponse
+			var resp sendResponse
 			if err := json.Unmarshal(body, &resp); err != nil {
 				t.Fatalf("decode %s: %v", body, err)
 			}

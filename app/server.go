@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"plivo-dlr/app/forward"
 	"plivo-dlr/app/hub"
@@ -41,6 +42,10 @@ type Options struct {
 	ApplyTimeout time.Duration
 	// Forward is the event feed (NewForwarder); nil when no sink is set.
 	Forward *forward.Manager
+	// WSWriteWait bounds one write to a /ws client, which is dropped when
+	// it cannot take a batch in this time; 0 means wsWriteWait. Tests
+	// shorten it.
+	WSWriteWait time.Duration
 }
 
 // Server is the HTTP side of plivo-dlr: callbacks, API, dashboard, stream.
@@ -51,14 +56,16 @@ type Server struct {
 	now      func() time.Time
 	verifier *protocol.SignatureVerifier
 	// diagnoseLimit rate-limits signature failure diagnosis.
-	diagnoseLimit perSecond
+	diagnoseLimit *rate.Limiter
 	// logoutMu orders logouts' revocation-list writes.
 	logoutMu sync.Mutex
+	// wsWriteWait is Options.WSWriteWait with its default.
+	wsWriteWait time.Duration
 	// rejections samples the log lines of refused requests.
-	rejections rejectionLog
+	rejections *rejectionLog
 	publicURL  string
 	apiTokens  [][]byte
-	metrics    *Metrics
+	metrics    *serverMetrics
 	registry   *prometheus.Registry
 	ui         fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
@@ -70,7 +77,7 @@ type Server struct {
 	wsUpgrade fiber.Handler
 	static    map[string]staticFile
 	// plivo sends and looks up messages; nil when no credentials are configured.
-	plivo     *PlivoClient
+	plivo     *plivoClient
 	sandbox   bool
 	reconcile ReconcileOptions
 	// applyTimeout is Options.ApplyTimeout.
@@ -80,6 +87,9 @@ type Server struct {
 	problemSources []ProblemSource
 	started        time.Time
 	forward        *forward.Manager
+
+	// replay: V3 seen, capacity log (callback_nonce.go).
+	replay replayState
 
 	fiber *fiber.App
 	// lnMu guards ln and stopped, so a Shutdown that races Serve's start
@@ -121,18 +131,21 @@ func NewServer(opts Options) (*Server, error) {
 	for _, t := range opts.Config.Dashboard.APITokens {
 		s.apiTokens = append(s.apiTokens, []byte(t))
 	}
-	s.metrics = NewMetrics(opts.Registry)
-	s.diagnoseLimit.limit = 10
-	s.rejections.limit.limit = 20
+	s.metrics = newServerMetrics(opts.Registry)
+	s.diagnoseLimit = rate.NewLimiter(10, 10)
+	s.rejections = newRejectionLog(20)
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
+	if s.wsWriteWait = opts.WSWriteWait; s.wsWriteWait <= 0 {
+		s.wsWriteWait = wsWriteWait
+	}
 	if s.applyTimeout = opts.ApplyTimeout; s.applyTimeout <= 0 {
 		s.applyTimeout = applyTimeout
 	}
 	s.started = s.now().UTC()
 	if p := opts.Config.Plivo; p.AuthID != "" && p.AuthToken != "" {
 		var err error
-		if s.plivo, err = NewPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
+		if s.plivo, err = newPlivoClient(p.AuthID, string(p.AuthToken), p.APIURL, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -149,7 +162,14 @@ func NewServer(opts Options) (*Server, error) {
 	if s.forward = opts.Forward; s.forward != nil {
 		s.AddNotifier(forwardWaker{s.forward})
 	}
-	opts.Store.SetOnApplied(s.publish)
+	// The server is the store's one consumer of applied events: a second
+	// server on the same store is refused rather than silently taking the
+	// events over.
+	applied, err := opts.Store.Applied()
+	if err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	go s.consumeApplied(applied)
 	s.wsUpgrade = s.newWSUpgrader()
 
 	s.fiber = fiber.New(fiber.Config{
@@ -214,20 +234,27 @@ func (s *Server) routes() {
 // AddNotifier registers n to hear about stored events. Call before Serve.
 func (s *Server) AddNotifier(n Notifier) { s.notifiers = append(s.notifiers, n) }
 
-// publish tells every notifier about one stored event. The store's writer
-// calls it after each commit in cursor order, whoever made the event
-// (callback, send, reconcile), so the stream never reorders a batch.
+// consumeApplied publishes every event the store's commits stored, in
+// cursor order, whoever made it (callback, send, reconcile), until the
+// store closes. It runs on its own goroutine: a slow notifier delays only
+// the notifications (the store drops what does not fit its bounded
+// channel, and says so), never a commit.
+func (s *Server) consumeApplied(applied <-chan storage.Applied) {
+	for a := range applied {
+		if a.Missed > 0 {
+			s.log.Warn("dashboard and metrics fell behind ingestion: events not published",
+				"missed", a.Missed, "dropped_total", s.store.AppliedDropped())
+		}
+		s.publish(a)
+	}
+}
+
+// publish tells every notifier about one stored event.
 func (s *Server) publish(a storage.Applied) {
 	for _, n := range s.notifiers {
 		n.Notify(a.Event, a.Result)
 	}
 }
-
-// Metrics returns the server's collectors.
-func (s *Server) Metrics() *Metrics { return s.metrics }
-
-// App exposes the Fiber app so main can mount extra routes in tests.
-func (s *Server) App() *fiber.App { return s.fiber }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // clean shutdown.
@@ -275,39 +302,28 @@ func (s *Server) handleHealthz(c *fiber.Ctx) error {
 	return c.SendString("ok")
 }
 
-// handleReadyz answers readiness: storage can commit.
-func (s *Server) handleReadyz(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	if err := s.store.Ping(ctx); err != nil {
-		s.log.Warn("readiness check failed", "err", err)
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage not writable"}
-	}
-	return c.SendString("ready")
-}
-
-// HTTPError is an error with a status code and a message safe to show the caller.
-type HTTPError struct {
+// httpError is an error with a status code and a message safe to show the caller.
+type httpError struct {
 	Code    int
 	Message string
 	Err     error // optional cause, logged but never shown
 }
 
-func (e *HTTPError) Error() string {
+func (e *httpError) Error() string {
 	if e.Err != nil {
 		return fmt.Sprintf("%d %s: %v", e.Code, e.Message, e.Err)
 	}
 	return fmt.Sprintf("%d %s", e.Code, e.Message)
 }
 
-func (e *HTTPError) Unwrap() error { return e.Err }
+func (e *httpError) Unwrap() error { return e.Err }
 
 // handleError maps a handler's error to a status and {"error": reason}.
 // Only unexpected errors (5xx) are logged here; expected rejections are
 // logged and counted by their handlers.
 func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	code, msg := fiber.StatusInternalServerError, "internal error"
-	var he *HTTPError
+	var he *httpError
 	var fe *fiber.Error
 	switch {
 	case errors.As(err, &he):

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"html"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,12 +41,6 @@ const sessionIDLen = 16
 const (
 	sessionCookie = "plivo_dlr_session"
 	sessionTTL    = 7 * 24 * time.Hour
-	// loginMaxFailures failed logins per IP, or per username, within
-	// loginWindow lock further attempts out until the window passes.
-	loginMaxFailures = 5
-	loginWindow      = 15 * time.Minute
-	// loginTrackedKeys bounds the limiter's memory under a spray of IPs.
-	loginTrackedKeys = 10_000
 )
 
 // dashboardAuth is what the server needs to log users in.
@@ -58,6 +54,10 @@ type dashboardAuth struct {
 	// everyone out.
 	binding []byte
 	limiter *loginLimiter
+	// checks bounds the bcrypt comparisons running at once; trustedChecks
+	// is a separate lane for IPs the user logged in from recently, so a
+	// flood from elsewhere cannot keep the owner out with 503s.
+	checks, trustedChecks *checkGate
 
 	// revoked holds the IDs of sessions logged out before expiry, with
 	// their expiry, so a copied cookie dies with its logout.
@@ -65,29 +65,23 @@ type dashboardAuth struct {
 	revoked map[[sessionIDLen]byte]int64
 }
 
-// initDashboardAuth loads or creates the dashboard credentials. Without a
-// configured password hash it generates a password on first start, stores
-// only its hash, and logs the password once.
+// initDashboardAuth loads or creates the dashboard credentials. The
+// password hash comes from the config or the store; a first start without
+// either gets one from EnsureDashboardPassword.
 func (s *Server) initDashboardAuth() error {
-	a := &dashboardAuth{username: s.cfg.Dashboard.Username, limiter: newLoginLimiter(s.now)}
+	a := &dashboardAuth{
+		username:      s.cfg.Dashboard.Username,
+		limiter:       newLoginLimiter(s.cfg.Dashboard.Username, s.now),
+		checks:        newCheckGate(loginChecks, loginQueue, loginQueueWait),
+		trustedChecks: newCheckGate(1, loginQueue, loginQueueWait),
+	}
 	if h := s.cfg.Dashboard.PasswordHash; h != "" {
 		a.passwordHash = []byte(h)
 	} else {
+		// Without a stored hash no login succeeds until
+		// EnsureDashboardPassword generates one, once serving works.
 		h, err := s.store.GetMeta(metaPasswordHash)
-		switch {
-		case errors.Is(err, storage.ErrNotFound):
-			pw := rand.Text() // 26 base32 characters, 130 bits
-			if h, err = bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost); err != nil {
-				return fmt.Errorf("hash generated password: %w", err)
-			}
-			if err := s.store.PutMeta(metaPasswordHash, h); err != nil {
-				return fmt.Errorf("store generated password hash: %w", err)
-			}
-			// Shown once, by design: only the hash is kept. The operator can
-			// set dashboard.password_hash instead (plivo-dlr hash-password).
-			s.log.Warn("generated dashboard password; it is not shown again, set dashboard.password_hash to choose your own",
-				"username", a.username, "password", pw)
-		case err != nil:
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("load dashboard password hash: %w", err)
 		}
 		a.passwordHash = h
@@ -113,9 +107,79 @@ func (s *Server) initDashboardAuth() error {
 			a.revoked[[sessionIDLen]byte(list[:sessionIDLen])] = int64(binary.BigEndian.Uint64(list[sessionIDLen:]))
 		}
 	}
+	a.bind()
+	s.auth = a
+	return nil
+}
+
+// bind ties sessions to the current username and password hash.
+func (a *dashboardAuth) bind() {
 	b := sha256.Sum256(append([]byte(a.username+"\x00"), a.passwordHash...))
 	a.binding = b[:]
-	s.auth = a
+}
+
+// PasswordFileName is the file in the data dir holding a generated
+// dashboard password.
+const PasswordFileName = "dashboard-password"
+
+// EnsureDashboardPassword generates the dashboard password on first start,
+// when neither dashboard.password_hash nor a stored hash exists: it writes
+// the password to a 0600 file in dataDir, then stores only its hash, and
+// returns the file's path ("" when nothing was generated). The password
+// never goes to the log, which under systemd is kept in the journal. Call
+// it once the listeners are bound and before Serve, so a start that fails
+// (port in use) neither generates nor loses a password.
+func (s *Server) EnsureDashboardPassword(dataDir string) (string, error) {
+	a := s.auth
+	if len(a.passwordHash) > 0 {
+		return "", nil
+	}
+	pw := rand.Text() // 26 base32 characters, 130 bits
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash generated password: %w", err)
+	}
+	path := filepath.Join(dataDir, PasswordFileName)
+	// The file first: a crash before the hash is stored only means the next
+	// start generates (and writes) another password; never a stored hash
+	// whose password nobody has.
+	if err := writeFileDurably(path, []byte(a.username+"\n"+pw+"\n")); err != nil {
+		return "", fmt.Errorf("write generated password: %w", err)
+	}
+	if err := s.store.PutMeta(metaPasswordHash, h); err != nil {
+		return "", fmt.Errorf("store generated password hash: %w", err)
+	}
+	a.passwordHash = h
+	a.bind()
+	return path, nil
+}
+
+// writeFileDurably writes data to path with mode 0600 through a temporary
+// file, fsync and rename, so path is either absent or complete.
+func writeFileDurably(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
 	return nil
 }
 
@@ -186,6 +250,16 @@ func (a *dashboardAuth) revoke(id [sessionIDLen]byte, exp int64, now time.Time) 
 	return list
 }
 
+// logName is how a login's username appears in the log: the configured
+// one as is, any other as "(unknown)", since people type their password
+// into the username field and the log must not keep it.
+func (a *dashboardAuth) logName(username string) string {
+	if username == a.username {
+		return username
+	}
+	return "(unknown)"
+}
+
 // checkPassword compares in constant time; bcrypt runs for a wrong username
 // too, so timing does not reveal which part was wrong.
 func (a *dashboardAuth) checkPassword(username, password string) bool {
@@ -219,29 +293,49 @@ func (s *Server) handleLoginPage(c *fiber.Ctx) error {
 }
 
 // handleLogin checks the form's username and password, rate-limited per
-// client IP and per username, and sets the session cookie.
+// (username, client IP) and per username (login_limit.go), with a bounded
+// number of password checks at once, and sets the session cookie.
 func (s *Server) handleLogin(c *fiber.Ctx) error {
 	username := strings.Clone(c.FormValue("username"))
 	password := c.FormValue("password")
 	ip := c.IP()
-	if wait := s.auth.limiter.blocked(ip, username); wait > 0 {
+	wait, end := s.auth.limiter.begin(ip, username)
+	if wait > 0 {
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
-			s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
+			s.log.Warn("login refused: too many failures", "remote_addr", ip, "username", s.auth.logName(username), "suppressed", suppressed)
 		}
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds())+1))
 		return s.sendLoginPage(c, fiber.StatusTooManyRequests, "Too many failed attempts. Try again later.")
 	}
-	if !s.auth.checkPassword(username, password) {
-		s.auth.limiter.fail(ip, username)
+	gate := s.auth.checks
+	if s.auth.limiter.trustedFor(ip, username) {
+		gate = s.auth.trustedChecks
+	}
+	if !gate.acquire() {
+		end(loginAborted)
 		if ok, suppressed := s.rejections.allow(s.now()); ok {
-			s.log.Warn("login failed", "remote_addr", ip, "username", clip(username), "suppressed", suppressed)
+			s.log.Warn("login refused: too many password checks at once", "remote_addr", ip, "suppressed", suppressed)
 		}
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return s.sendLoginPage(c, fiber.StatusServiceUnavailable, "The server is busy. Try again in a moment.")
+	}
+	ok := s.auth.checkPassword(username, password)
+	gate.release()
+	if !ok {
+		end(loginFailed)
+		if ok, suppressed := s.rejections.allow(s.now()); ok {
+			s.log.Warn("login failed", "remote_addr", ip, "username", s.auth.logName(username), "suppressed", suppressed)
+		}
+		// RFC 9110 requires a challenge on every 401. A form login has no
+		// registered scheme; "Cookie" is the one draft-broyer-http-cookie-auth
+		// describes for exactly this: where the form is, which cookie it sets.
+		c.Set(fiber.HeaderWWWAuthenticate, `Cookie realm="plivo-dlr" form-action="/login" cookie-name="`+sessionCookie+`"`)
 		return s.sendLoginPage(c, fiber.StatusUnauthorized, "Wrong username or password.")
 	}
-	s.auth.limiter.succeed(ip, username)
+	end(loginOK)
 	exp := s.now().Add(sessionTTL)
 	c.Cookie(s.sessionCookie(s.auth.newSession(username, exp), exp))
-	s.log.Info("login", "remote_addr", ip, "username", clip(username))
+	s.log.Info("login", "remote_addr", ip, "username", s.auth.logName(username))
 	return c.Redirect("/", fiber.StatusSeeOther)
 }
 
@@ -252,7 +346,7 @@ func (s *Server) handleLogout(c *fiber.Ctx) error {
 	// browsers; the Origin check also refuses a cross-site form post that
 	// would log the user out.
 	if !s.sameOrigin(c) {
-		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin logout refused"}
+		return &httpError{Code: fiber.StatusForbidden, Message: "cross-origin logout refused"}
 	}
 	if id, exp, ok := s.auth.parseSession(c.Cookies(sessionCookie)); ok {
 		// Computing the revocation list and persisting it happen under one
@@ -310,77 +404,4 @@ func (s *Server) sendLoginPage(c *fiber.Ctx, status int, msg string) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	return c.Status(status).Send(page)
-}
-
-// loginLimiter counts recent failed logins per IP and per username, in
-// memory: a restart forgets them, which is acceptable for a lockout that
-// only slows guessing down.
-type loginLimiter struct {
-	now func() time.Time
-	mu  sync.Mutex
-	// failures maps "ip:"+IP or "user:"+name to the times of recent failures.
-	failures map[string][]time.Time
-}
-
-func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{now: now, failures: map[string][]time.Time{}}
-}
-
-// blocked returns how long the IP or username must still wait, 0 if not blocked.
-func (l *loginLimiter) blocked(ip, username string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	var wait time.Duration
-	for _, k := range []string{"ip:" + ip, "user:" + username} {
-		ts := l.recent(k, now)
-		if len(ts) >= loginMaxFailures {
-			wait = max(wait, ts[len(ts)-loginMaxFailures].Add(loginWindow).Sub(now))
-		}
-	}
-	return wait
-}
-
-// recent drops expired failures of key and returns the rest. Caller holds mu.
-func (l *loginLimiter) recent(key string, now time.Time) []time.Time {
-	ts := l.failures[key]
-	i := 0
-	for i < len(ts) && now.Sub(ts[i]) >= loginWindow {
-		i++
-	}
-	ts = ts[i:]
-	if len(ts) == 0 {
-		delete(l.failures, key)
-		return nil
-	}
-	l.failures[key] = ts
-	return ts
-}
-
-func (l *loginLimiter) fail(ip, username string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.failures) >= loginTrackedKeys {
-		for k := range l.failures {
-			l.recent(k, now)
-		}
-	}
-	for _, k := range []string{"ip:" + ip, "user:" + username} {
-		if _, ok := l.failures[k]; !ok && len(l.failures) >= loginTrackedKeys {
-			continue // full of live entries: keep counting the ones we have
-		}
-		ts := append(l.recent(k, now), now)
-		if len(ts) > loginMaxFailures {
-			ts = ts[len(ts)-loginMaxFailures:]
-		}
-		l.failures[k] = ts
-	}
-}
-
-func (l *loginLimiter) succeed(ip, username string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.failures, "ip:"+ip)
-	delete(l.failures, "user:"+username)
 }

@@ -1,9 +1,15 @@
 package app
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -149,26 +155,6 @@ func TestSessionLoginFailures(t *testing.T) {
 	}
 }
 
-// TestSessionLimiterPerUsername: failures for one username from many IPs
-// lock that username; other keys stay open; the window expires.
-func TestSessionLimiterPerUsername(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-	l := newLoginLimiter(func() time.Time { return now })
-	for i := range loginMaxFailures {
-		l.fail("10.0.0."+string(rune('1'+i)), "admin")
-	}
-	if got := l.blocked("10.9.9.9", "admin"); got <= 0 {
-		t.Errorf("username after %d failures from different IPs: got wait %s, want > 0", loginMaxFailures, got)
-	}
-	if got := l.blocked("10.9.9.9", "other"); got != 0 {
-		t.Errorf("untouched username and IP: got wait %s, want 0", got)
-	}
-	now = now.Add(loginWindow)
-	if got := l.blocked("10.9.9.9", "admin"); got != 0 {
-		t.Errorf("after the window: got wait %s, want 0", got)
-	}
-}
-
 // TestSessionCookieFlags: HttpOnly and SameSite=Strict always; Secure
 // exactly when the server runs TLS.
 func TestSessionCookieFlags(t *testing.T) {
@@ -207,24 +193,74 @@ func TestSessionCookieFlags(t *testing.T) {
 	}
 }
 
-// TestSessionGeneratedPassword: without a configured hash a password is
-// generated once, only its hash is stored, and it survives restarts.
+// TestSessionGeneratedPassword: without a configured hash no password
+// exists until EnsureDashboardPassword (called once the listeners are
+// bound); it then writes the password to a 0600 file in the data dir, stores
+// only its hash, logs nothing of it, and a restart keeps both.
 func TestSessionGeneratedPassword(t *testing.T) {
-	d := startDashServer(t, func(c *Config) { c.Dashboard.PasswordHash = "" })
-	h1, err := d.store.GetMeta(metaPasswordHash)
+	dir := t.TempDir()
+	store, err := storage.Open(filepath.Join(dir, "dlr.db"), storage.Options{})
 	if err != nil {
-		t.Fatalf("stored hash: %v", err)
+		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(h1), "$2") {
-		t.Fatalf("stored value %q is not a bcrypt hash", h1)
+	t.Cleanup(func() { store.Close() })
+	cfg := dashConfig("127.0.0.1:1")
+	cfg.Dashboard.PasswordHash = ""
+	var logs bytes.Buffer
+	newSrv := func() *Server {
+		t.Helper()
+		srv, err := NewServer(Options{Config: cfg, Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatalf("new server: %v", err)
+		}
+		return srv
 	}
-	d.stop(t)
-	d.start(t, nil)
-	h2, err := d.store.GetMeta(metaPasswordHash)
-	if err != nil || string(h2) != string(h1) {
-		t.Fatalf("after restart: got %q (%v), want the same hash %q", h2, err, h1)
+	srv := newSrv()
+	if _, err := store.GetMeta(metaPasswordHash); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("hash stored before EnsureDashboardPassword: %v, want ErrNotFound", err)
 	}
-	if _, err := d.store.GetMeta(metaSessionKey); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, PasswordFileName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("password file before EnsureDashboardPassword: %v, want none", err)
+	}
+	path, err := srv.EnsureDashboardPassword(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, PasswordFileName); path != want {
+		t.Fatalf("password file: got %q, want %q", path, want)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode := fi.Mode().Perm(); mode != 0o600 {
+		t.Errorf("password file mode: got %o, want 600", mode)
+	}
+	data, _ := os.ReadFile(path)
+	lines := strings.Fields(string(data))
+	if len(lines) != 2 || lines[0] != dashUser || len(lines[1]) < 20 {
+		t.Fatalf("password file: got %q, want the username and a password", data)
+	}
+	if !srv.auth.checkPassword(dashUser, lines[1]) {
+		t.Errorf("the password in the file does not log in")
+	}
+	h1, err := store.GetMeta(metaPasswordHash)
+	if err != nil || !strings.HasPrefix(string(h1), "$2") {
+		t.Fatalf("stored hash: got %q (%v), want a bcrypt hash", h1, err)
+	}
+	if strings.Contains(logs.String(), lines[1]) {
+		t.Errorf("the generated password appears in the log:\n%s", logs.String())
+	}
+	// A restart finds the hash: nothing new is generated.
+	srv = newSrv()
+	if path, err := srv.EnsureDashboardPassword(dir); err != nil || path != "" {
+		t.Errorf("after restart: got %q, %v; want nothing generated", path, err)
+	}
+	h2, _ := store.GetMeta(metaPasswordHash)
+	if string(h2) != string(h1) || !srv.auth.checkPassword(dashUser, lines[1]) {
+		t.Errorf("after restart: hash %q, want %q still logging in", h2, h1)
+	}
+	if _, err := store.GetMeta(metaSessionKey); err != nil {
 		t.Errorf("session key not stored: %v", err)
 	}
 }

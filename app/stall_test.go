@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 	"plivo-dlr/ui"
 )
@@ -62,7 +63,7 @@ func TestStalledCommitThenFreshCallbackOnSameConnection(t *testing.T) {
 		_ = srv.Shutdown(t.Context())
 		<-errc
 	})
-	waitFor(t, 10*time.Second, "server up", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "server up", func() bool {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			return false

@@ -61,12 +61,12 @@ func (s *Server) handleStats(c *fiber.Ctx) error {
 	name := c.Query("window", "24h")
 	window, err := parseWindow(name)
 	if err != nil {
-		return &HTTPError{Code: fiber.StatusBadRequest, Message: "window: " + err.Error()}
+		return &httpError{Code: fiber.StatusBadRequest, Message: "window: " + err.Error()}
 	}
 	now := s.now().UTC()
 	st, err := s.store.Stats(now.Add(-window))
 	if err != nil {
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	body := statsBody{
 		Window:        string([]byte(name)),
@@ -83,7 +83,7 @@ func (s *Server) handleStats(c *fiber.Ctx) error {
 		body.TopErrorCodes = append(body.TopErrorCodes, errorCodeBody{Code: e.Code, Count: e.Count})
 	}
 	if body.Series, err = s.statsSeries(now, window); err != nil {
-		return &HTTPError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
+		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
 	return c.JSON(body)
 }

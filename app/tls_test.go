@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"plivo-dlr/app/certs"
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -170,19 +171,11 @@ func startTLSServer(tb testing.TB, cfg Config, logger *slog.Logger, httpsLn, htt
 		cancel()
 		tb.Fatalf("start tls: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(tln) }()
+	stop := testsupport.Serve(tb, srv, tln, "")
 	tb.Cleanup(func() {
 		cancel()
 		tm.Close()
-		sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		if err := srv.Shutdown(sctx); err != nil {
-			tb.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			tb.Errorf("serve: %v", err)
-		}
+		stop()
 	})
 	return ts
 }
@@ -212,18 +205,6 @@ func servedSerial(tb testing.TB, addr string, roots *x509.CertPool) (int64, erro
 		tb.Errorf("ALPN: got %q, want http/1.1", st.NegotiatedProtocol)
 	}
 	return st.PeerCertificates[0].SerialNumber.Int64(), nil
-}
-
-// waitUntil polls cond every 20 ms until it holds or within passes.
-func waitUntil(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // expiryMetric returns the expiry gauge for domain from reg.
@@ -337,7 +318,7 @@ func TestTLSFilesPoll(t *testing.T) {
 	c2, k2 := ca.issue(t, 2, 72*time.Hour, "dlr.test")
 	writeTestFile(t, keyFile, k2)
 	writeTestFile(t, certFile, c2)
-	waitUntil(t, 5*time.Second, "serial 2 to be served", func() bool { return serial() == 2 })
+	testsupport.WaitFor(t, 5*time.Second, "serial 2 to be served", func() bool { return serial() == 2 })
 }
 
 func TestTLSFilesBadStart(t *testing.T) {

@@ -13,7 +13,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"plivo-dlr/app/hub"
-	"plivo-dlr/storage"
 )
 
 // Stream timing and sizes.
@@ -36,9 +35,9 @@ const (
 	wsSendBuffer = 128 << 10
 )
 
-// wsWriteWait bounds one write; a client that cannot take a batch in this
-// time is stuck and is dropped. A variable so tests can shorten it.
-var wsWriteWait = 10 * time.Second
+// wsWriteWait bounds one write by default (Options.WSWriteWait); a client
+// that cannot take a batch in this time is stuck and is dropped.
+const wsWriteWait = 10 * time.Second
 
 // Close codes sent to stream clients.
 const (
@@ -58,17 +57,17 @@ const (
 // upgrades it. ?since=CURSOR asks for a replay of the events after CURSOR.
 func (s *Server) handleStream(c *fiber.Ctx) error {
 	if !websocket.IsWebSocketUpgrade(c) {
-		return &HTTPError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
+		return &httpError{Code: fiber.StatusUpgradeRequired, Message: "websocket upgrade required"}
 	}
 	if !s.sameOrigin(c) {
 		s.log.Warn("websocket refused: cross-origin", "origin", c.Get(fiber.HeaderOrigin), "remote_addr", c.IP())
-		return &HTTPError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
+		return &httpError{Code: fiber.StatusForbidden, Message: "cross-origin websocket refused"}
 	}
 	since := int64(-1) // no replay
 	if v := c.Query("since"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil || n > 1<<62 {
-			return &HTTPError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
+			return &httpError{Code: fiber.StatusBadRequest, Message: "since: must be a cursor (a number)"}
 		}
 		since = int64(n)
 	}
@@ -304,7 +303,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 		select {
 		case <-wake:
 		case <-ping.C:
-			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteWait)); err != nil {
+			if err := st.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(st.s.wsWriteWait)); err != nil {
 				return "", 0
 			}
 		case <-readerDone:
@@ -320,7 +319,7 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 // covered. Each frame carries the message's current state.
 func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, error) {
 	cur := since
-	states := map[string]*storage.Message{}
+	var uuids []string
 	for {
 		select {
 		case <-readerDone:
@@ -336,27 +335,24 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 		if len(events) == 0 {
 			return cur, nil
 		}
-		clear(states)
+		// The states of the page's messages, in one read transaction and
+		// without their histories.
+		uuids = uuids[:0]
+		for _, ev := range events {
+			uuids = append(uuids, ev.MessageUUID)
+		}
+		states, err := st.s.store.MessageStates(uuids)
+		if err != nil {
+			return cur, err
+		}
 		st.buf = st.buf[:0]
 		for _, ev := range events {
+			cur = ev.Cursor
 			m, ok := states[ev.MessageUUID]
 			if !ok {
-				msg, _, err := st.s.store.GetMessage(ev.MessageUUID)
-				switch {
-				case errors.Is(err, storage.ErrNotFound):
-					m = nil // removed by retention since; nothing to show
-				case err != nil:
-					return cur, err
-				default:
-					m = &msg
-				}
-				states[ev.MessageUUID] = m
+				continue // removed by retention since; nothing to show
 			}
-			cur = ev.Cursor
-			if m == nil {
-				continue
-			}
-			wire, err := hub.EncodeFrame(hub.StreamFrame{Type: hub.FrameStatusUpdate, Cursor: ev.Cursor, Message: m})
+			wire, err := hub.EncodeFrame(hub.StreamFrame{Type: hub.FrameStatusUpdate, Cursor: ev.Cursor, Message: &m})
 			if err != nil {
 				return cur, err
 			}
@@ -373,7 +369,7 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 // beside the reader goroutine's control replies: net.Conn serialises
 // concurrent Writes, each written completely.
 func (st *stream) write(b []byte) error {
-	if err := st.raw.SetWriteDeadline(time.Now().Add(wsWriteWait)); err != nil {
+	if err := st.raw.SetWriteDeadline(time.Now().Add(st.s.wsWriteWait)); err != nil {
 		return err
 	}
 	_, err := st.raw.Write(b)

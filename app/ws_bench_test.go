@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"plivo-dlr/app/hub"
+	"plivo-dlr/internal/testsupport"
 )
 
 // wsBenchMsgs numbers the benchmark's messages across phases.
@@ -177,7 +178,7 @@ func benchWSFanout(b *testing.B, exact bool) {
 			}
 		}()
 	}
-	waitFor(b, 30*time.Second, "all clients subscribed", func() bool { return d.srv.hub.Clients() == clients })
+	testsupport.WaitFor(b, 30*time.Second, "all clients subscribed", func() bool { return d.srv.hub.Clients() == clients })
 
 	var ack sync.Map
 	b.ResetTimer()
@@ -195,7 +196,7 @@ func benchWSFanout(b *testing.B, exact bool) {
 	}
 	b.StopTimer()
 	final := uint64(rounds * total)
-	waitFor(b, 60*time.Second, "sampled clients to receive every frame", func() bool {
+	testsupport.WaitFor(b, 60*time.Second, "sampled clients to receive every frame", func() bool {
 		for _, r := range recvs {
 			if r.last.Load() < final {
 				return false

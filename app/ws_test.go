@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 
 	"plivo-dlr/app/hub"
+	"plivo-dlr/internal/testsupport"
 )
 
 // wsFrame is a decoded stream frame.
@@ -133,7 +135,7 @@ func TestWSReplayThenLive(t *testing.T) {
 	t.Run("shutdown closes streams", func(t *testing.T) {
 		c := dialStream(t, d, -1, nil)
 		readFrame(t, c)
-		waitFor(t, 5*time.Second, "hub to count the clients", func() bool { return d.srv.hub.Clients() >= 1 })
+		testsupport.WaitFor(t, 5*time.Second, "hub to count the clients", func() bool { return d.srv.hub.Clients() >= 1 })
 		d.stop(t)
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		_, _, err := c.ReadMessage()
@@ -146,18 +148,21 @@ func TestWSReplayThenLive(t *testing.T) {
 // TestWSSlowClientDropped: a client that stops reading is dropped while
 // callbacks keep being acknowledged and a reading client keeps receiving
 // every frame; the dropped client resumes from its last cursor and misses
-// nothing.
+// nothing. The write wait is short and callbacks come from several senders
+// (group commit), so the slow client's buffers fill, and it is dropped, in
+// well under a second of ingestion.
 func TestWSSlowClientDropped(t *testing.T) {
-	old := wsWriteWait
-	wsWriteWait = time.Second
-	t.Cleanup(func() { wsWriteWait = old })
-	d := startDashServer(t, nil)
+	t.Parallel()
+	d := startDashServerOpts(t, nil, Options{WSWriteWait: 500 * time.Millisecond})
 
-	// A tiny receive window makes the server's send buffer fill quickly.
+	// A small receive window makes the server's send buffer fill after a few
+	// hundred frames. Not a tiny one: after the drop the bytes still queued
+	// reach the client one window per zero-window probe (200 ms each), so a
+	// 4 KiB window took 8 s to drain what a 64 KiB one drains at once.
 	slowDialer := &websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetReadBuffer(4096)
+			_ = tc.SetReadBuffer(64 << 10)
 		}
 		return c, err
 	}}
@@ -169,7 +174,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 	if f := readFrame(t, fast); f.Type != hub.FrameReady {
 		t.Fatalf("fast client: got %s, want ready", f.Type)
 	}
-	waitFor(t, 5*time.Second, "two subscribers", func() bool { return d.srv.hub.Clients() == 2 })
+	testsupport.WaitFor(t, 5*time.Second, "two subscribers", func() bool { return d.srv.hub.Clients() == 2 })
 
 	// The fast client reads everything in the background.
 	var mu sync.Mutex
@@ -199,12 +204,36 @@ func TestWSSlowClientDropped(t *testing.T) {
 		}
 	}()
 
-	// Ingest until the slow client is dropped, bounded.
-	const maxCallbacks = 3000
-	sent := 0
-	for ; sent < maxCallbacks && d.srv.hub.Clients() == 2; sent++ {
-		d.sendCallback(t, fmt.Sprintf("dddddddd-0000-4000-8000-%012d", sent), "queued", "", 1)
+	// Ingest until the slow client is dropped, bounded, from several senders
+	// at once.
+	const maxCallbacks, senders = 3000, 8
+	var next, done atomic.Int64
+	sendErr := make(chan error, senders)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d.srv.hub.Clients() == 2 {
+				n := next.Add(1)
+				if n > maxCallbacks {
+					return
+				}
+				if err := d.trySendCallback(fmt.Sprintf("dddddddd-0000-4000-8000-%012d", n), "queued", "", 1); err != nil {
+					sendErr <- err
+					return
+				}
+				done.Add(1)
+			}
+		}()
 	}
+	wg.Wait()
+	select {
+	case err := <-sendErr:
+		t.Fatal(err)
+	default:
+	}
+	sent := int(done.Load())
 	if d.srv.hub.Clients() != 1 {
 		t.Fatalf("after %d callbacks: %d subscribers, want 1 (the slow one dropped)", sent, d.srv.hub.Clients())
 	}
@@ -213,7 +242,7 @@ func TestWSSlowClientDropped(t *testing.T) {
 		d.sendCallback(t, fmt.Sprintf("eeeeeeee-0000-4000-8000-%012d", i), "queued", "", 1)
 		sent++
 	}
-	waitFor(t, 10*time.Second, "the fast client to receive every frame", func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "the fast client to receive every frame", func() bool {
 		select {
 		case err := <-fastErr:
 			t.Fatalf("fast client: %v", err)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // Snapshot is a consistent read-only view of the whole database, for a
@@ -72,6 +74,78 @@ func (sn *Snapshot) Close() error {
 		return fmt.Errorf("close snapshot: %w", err)
 	}
 	return nil
+}
+
+// ErrNoSpace means the data dir lacks the free space a backup copy needs.
+var ErrNoSpace = errors.New("not enough free space in the data dir")
+
+// BackupReserve is the free space a backup copy must leave in the data dir,
+// so that taking a backup never fills the disk under the callbacks.
+const BackupReserve = 64 << 20
+
+// SnapshotToTemp copies a consistent snapshot of the database into a
+// temporary file in the data dir, at disk speed, and ends its read
+// transaction before returning. A backup streamed from that file to a slow
+// client then holds nothing of the database: pages freed meanwhile are
+// reused and no remap waits for it. The file has no name (O_TMPFILE, mode
+// 0600, or created and unlinked at once where that is unsupported), so it
+// disappears when closed, even after a crash. The caller must close it;
+// it is positioned at its start and size is its length.
+func (s *Store) SnapshotToTemp() (f *os.File, size int64, err error) {
+	snap, err := s.Snapshot()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer snap.Close()
+	size = snap.Size()
+	free, err := s.FreeBytes()
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot to temp file: %w", err)
+	}
+	if need := uint64(size) + BackupReserve; free < need {
+		return nil, 0, fmt.Errorf("snapshot to temp file: %w (%d bytes free, need %d)", ErrNoSpace, free, need)
+	}
+	if f, err = openUnnamed(s.Dir()); err != nil {
+		return nil, 0, fmt.Errorf("snapshot to temp file: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+		}
+	}()
+	if _, err := snap.WriteTo(f); err != nil {
+		return nil, 0, fmt.Errorf("snapshot to temp file: %w", err)
+	}
+	if err := snap.Close(); err != nil {
+		return nil, 0, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, fmt.Errorf("snapshot to temp file: %w", err)
+	}
+	ok = true
+	return f, size, nil
+}
+
+// openUnnamed opens a new file in dir that has no name, so nothing can
+// leave it behind.
+func openUnnamed(dir string) (*os.File, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), dir+"/(backup temp)"), nil
+	}
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EINVAL) {
+		return nil, fmt.Errorf("open temp file in %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".backup-*.tmp") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("create temp file: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("unlink temp file: %w", err)
+	}
+	return f, nil
 }
 
 // OpenReadTxs returns the number of read transactions open right now

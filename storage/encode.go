@@ -51,6 +51,20 @@ type eventRef struct {
 	hash   uint64
 }
 
+// eventIndex is a message's event index as its record holds it. Up to
+// inlineEvents entries live inside the record, in cursor order: a message
+// normally has a handful of events, and keeping them there costs no page of
+// another bucket. Past that the index spills, for good, to
+// bucketMessageEvents and bucketMessageHashes (see spill.go), so the record
+// and the work per event stay the same size however long the history.
+type eventIndex struct {
+	refs    []eventRef // the inline entries; empty when spilled
+	spilled bool
+}
+
+// inlineEvents is the most entries a message record holds inline.
+const inlineEvents = 32
+
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
@@ -333,7 +347,7 @@ func (r *reader) content(c *Content) {
 // encodeMessage appends m and its event index to b. FirstSeen, LastSeen,
 // Status, From and To come first so list filters can peek at them without
 // decoding the whole record (see peekMessage). New fields go at the end.
-func encodeMessage(b []byte, m *Message, refs []eventRef) []byte {
+func encodeMessage(b []byte, m *Message, idx *eventIndex) []byte {
 	w := beginRecord(b, messageFormat)
 	w.time(m.FirstSeen)
 	w.time(m.LastSeen)
@@ -344,11 +358,17 @@ func encodeMessage(b []byte, m *Message, refs []eventRef) []byte {
 	w.int(int64(m.EventCount))
 	w.int(m.StatusSequence)
 	w.content(&m.Content)
-	// The per-message event index lives inside the message record: a message
-	// has a handful of events, and keeping their (cursor, hash) pairs here
-	// means duplicate detection and history lookup cost no second
-	// random-key bucket (each random key dirties a 4 KiB page per commit).
-	w.b = binary.AppendUvarint(w.b, uint64(len(refs)))
+	// The event index: uvarint(entries<<1 | spilled), then the inline
+	// entries as big-endian (cursor, hash) pairs.
+	var refs []eventRef
+	var spilled uint64
+	if idx != nil {
+		refs = idx.refs
+		if idx.spilled {
+			refs, spilled = nil, 1
+		}
+	}
+	w.b = binary.AppendUvarint(w.b, uint64(len(refs))<<1|spilled)
 	for _, r := range refs {
 		w.b = binary.BigEndian.AppendUint64(w.b, r.cursor)
 		w.b = binary.BigEndian.AppendUint64(w.b, r.hash)
@@ -358,16 +378,20 @@ func encodeMessage(b []byte, m *Message, refs []eventRef) []byte {
 }
 
 // decodeMessage decodes a record written by encodeMessage (or its format-1
-// predecessor). The event index is appended to refs (which may be nil).
-// Strings are copied, so the result outlives the transaction.
-func decodeMessage(b []byte, m *Message, refs []eventRef) ([]eventRef, error) {
+// predecessor) into m, and its event index into idx unless idx is nil (the
+// entries are appended to idx.refs[:0]). Strings are copied, so the result
+// outlives the transaction.
+func decodeMessage(b []byte, m *Message, idx *eventIndex) error {
 	r := reader{b: b}
+	if idx != nil {
+		idx.refs, idx.spilled = idx.refs[:0], false
+	}
 	switch r.begin() {
 	case formatV1:
-		return decodeMessageV1(&r, m, refs)
+		return decodeMessageV1(&r, m, idx)
 	case formatV2:
 	default:
-		return refs, errCorrupt
+		return errCorrupt
 	}
 	*m = Message{}
 	m.FirstSeen = r.fTime()
@@ -380,22 +404,47 @@ func decodeMessage(b []byte, m *Message, refs []eventRef) ([]eventRef, error) {
 	m.StatusSequence = r.fVarint()
 	r.content(&m.Content)
 	if r.field() {
-		refs = r.refs(refs)
+		n := r.uvarint()
+		if idx != nil {
+			idx.spilled = n&1 == 1
+			r.refs(idx, n>>1)
+		} else {
+			// Fields added later follow it.
+			if c := n >> 1; c > uint64(len(r.b)/16) {
+				r.fail()
+			} else {
+				r.skip(c * 16)
+			}
+		}
 	}
-	return refs, r.err
+	return r.err
 }
 
-func (r *reader) refs(refs []eventRef) []eventRef {
-	n := r.count(16)
-	refs = slices.Grow(refs, n)
-	for range n {
-		refs = append(refs, eventRef{cursor: r.uint64(), hash: r.uint64()})
+// skip passes n bytes.
+func (r *reader) skip(n uint64) {
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return
 	}
-	return refs
+	r.b = r.b[n:]
+}
+
+// refs reads n (cursor, hash) pairs into idx.
+func (r *reader) refs(idx *eventIndex, n uint64) {
+	if n > uint64(len(r.b)/16) {
+		r.fail()
+		return
+	}
+	idx.refs = slices.Grow(idx.refs, int(n))
+	for range n {
+		idx.refs = append(idx.refs, eventRef{cursor: r.uint64(), hash: r.uint64()})
+	}
 }
 
 // decodeMessageV1 decodes the rest of a format-1 message record (frozen).
-func decodeMessageV1(r *reader, m *Message, refs []eventRef) ([]eventRef, error) {
+// Its index is always inline, however long (the schema-3 migration spills
+// the long ones).
+func decodeMessageV1(r *reader, m *Message, idx *eventIndex) error {
 	*m = Message{}
 	m.FirstSeen = r.time()
 	m.LastSeen = r.time()
@@ -420,8 +469,11 @@ func decodeMessageV1(r *reader, m *Message, refs []eventRef) ([]eventRef, error)
 	m.Text = r.string()
 	m.MediaURLs = r.strings()
 	m.StatusSequence = r.varint()
-	refs = r.refs(refs)
-	return refs, r.err
+	n := r.uvarint()
+	if idx != nil {
+		r.refs(idx, n)
+	}
+	return r.err
 }
 
 // messagePeek holds the leading fields of an encoded message, aliasing the

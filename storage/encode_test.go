@@ -10,7 +10,7 @@ import (
 )
 
 // codecMessage is a message with every field set, and its event index.
-func codecMessage() (Message, []eventRef) {
+func codecMessage() (Message, eventIndex) {
 	t := func(s int) *time.Time { v := time.Unix(1_740_000_000+int64(s), 123456789).UTC(); return &v }
 	m := Message{
 		MessageUUID: "0b1e4c2a-f6d1-11ef-9cd2-0242ac120002", Status: StatusDelivered, ErrorCode: "000",
@@ -22,7 +22,7 @@ func codecMessage() (Message, []eventRef) {
 		},
 		Content: Content{Text: "hello", MediaURLs: []string{"https://example.com/a.png", "https://example.com/b.png"}},
 	}
-	return m, []eventRef{{cursor: 7, hash: 0xdeadbeefcafe}, {cursor: 9, hash: 1}, {cursor: 12, hash: 1 << 63}}
+	return m, eventIndex{refs: []eventRef{{cursor: 7, hash: 0xdeadbeefcafe}, {cursor: 9, hash: 1}, {cursor: 12, hash: 1 << 63}}}
 }
 
 func codecEvent() (Event, []string) {
@@ -48,7 +48,8 @@ func sortedKeys(p map[string]string) []string {
 func TestCodecRoundTrip(t *testing.T) {
 	m, refs := codecMessage()
 	var got Message
-	gotRefs, err := decodeMessage(encodeMessage(nil, &m, refs), &got, nil)
+	var gotRefs eventIndex
+	err := decodeMessage(encodeMessage(nil, &m, &refs), &got, &gotRefs)
 	if err != nil || !reflect.DeepEqual(got, m) || !reflect.DeepEqual(gotRefs, refs) {
 		t.Errorf("message round trip = %+v %v, %v; want %+v %v", got, gotRefs, err, m, refs)
 	}
@@ -57,7 +58,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(gotEv, ev) {
 		t.Errorf("event round trip = %+v, %v; want %+v", gotEv, err, ev)
 	}
-	p, err := peekMessage(encodeMessage(nil, &m, refs))
+	p, err := peekMessage(encodeMessage(nil, &m, &refs))
 	if err != nil || p.firstSeen != m.FirstSeen.UnixNano() || p.lastSeen != m.LastSeen.UnixNano() ||
 		string(p.status) != m.Status || string(p.to) != m.To || string(p.from) != m.From {
 		t.Errorf("peek = %+v, %v; want the leading fields of %+v", p, err, m)
@@ -73,11 +74,12 @@ func TestCodecRoundTrip(t *testing.T) {
 func TestCodecDecodesFormatV1(t *testing.T) {
 	m, refs := codecMessage()
 	var got Message
-	gotRefs, err := decodeMessage(encodeMessageV1(nil, &m, refs), &got, nil)
+	var gotRefs eventIndex
+	err := decodeMessage(encodeMessageV1(nil, &m, refs.refs), &got, &gotRefs)
 	if err != nil || !reflect.DeepEqual(got, m) || !reflect.DeepEqual(gotRefs, refs) {
 		t.Errorf("format-1 message = %+v %v, %v; want %+v %v", got, gotRefs, err, m, refs)
 	}
-	p, err := peekMessage(encodeMessageV1(nil, &m, refs))
+	p, err := peekMessage(encodeMessageV1(nil, &m, refs.refs))
 	if err != nil || p.firstSeen != m.FirstSeen.UnixNano() || p.lastSeen != m.LastSeen.UnixNano() ||
 		string(p.status) != m.Status || string(p.to) != m.To || string(p.from) != m.From {
 		t.Errorf("format-1 peek = %+v, %v; want the leading fields of %+v", p, err, m)
@@ -107,10 +109,11 @@ func TestCodecOlderRecordLeavesNewFieldsZero(t *testing.T) {
 	w.int(int64(m.EventCount))
 	w.int(m.StatusSequence)
 	var got Message
-	refs, err := decodeMessage(w.end(), &got, nil)
+	refs := eventIndex{refs: []eventRef{{1, 2}}, spilled: true}
+	err := decodeMessage(w.end(), &got, &refs)
 	want := m
 	want.Content = Content{}
-	if err != nil || !reflect.DeepEqual(got, want) || refs != nil {
+	if err != nil || !reflect.DeepEqual(got, want) || len(refs.refs) != 0 || refs.spilled {
 		t.Errorf("older message = %+v %v, %v; want %+v and no refs", got, refs, err, want)
 	}
 
@@ -143,12 +146,13 @@ func TestCodecOlderRecordLeavesNewFieldsZero(t *testing.T) {
 // decodes to the fields it knows.
 func TestCodecIgnoresUnknownTrailingFields(t *testing.T) {
 	m, refs := codecMessage()
-	rec := encodeMessage(nil, &m, refs)
+	rec := encodeMessage(nil, &m, &refs)
 	rec[1] += 2
 	rec = appendString(rec, "a future field")
 	rec = binary.AppendVarint(rec, -42)
 	var got Message
-	gotRefs, err := decodeMessage(rec, &got, nil)
+	var gotRefs eventIndex
+	err := decodeMessage(rec, &got, &gotRefs)
 	if err != nil || !reflect.DeepEqual(got, m) || !reflect.DeepEqual(gotRefs, refs) {
 		t.Errorf("newer message = %+v %v, %v; want %+v %v", got, gotRefs, err, m, refs)
 	}
@@ -166,10 +170,10 @@ func TestCodecIgnoresUnknownTrailingFields(t *testing.T) {
 func TestCodecRejectsTruncated(t *testing.T) {
 	m, refs := codecMessage()
 	ev, keys := codecEvent()
-	for _, rec := range [][]byte{encodeMessage(nil, &m, refs), encodeMessageV1(nil, &m, refs)} {
+	for _, rec := range [][]byte{encodeMessage(nil, &m, &refs), encodeMessageV1(nil, &m, refs.refs)} {
 		for n := range len(rec) {
 			var got Message
-			if _, err := decodeMessage(rec[:n], &got, nil); err == nil {
+			if err := decodeMessage(rec[:n], &got, &eventIndex{}); err == nil {
 				t.Fatalf("message cut to %d of %d bytes (format %d) decoded without error", n, len(rec), rec[0])
 			}
 		}
@@ -211,20 +215,34 @@ func FuzzDecodeEvent(f *testing.F) {
 
 func FuzzDecodeMessage(f *testing.F) {
 	m, refs := codecMessage()
-	f.Add(encodeMessage(nil, &m, refs))
-	f.Add(encodeMessageV1(nil, &m, refs))
+	f.Add(encodeMessage(nil, &m, &refs))
+	f.Add(encodeMessage(nil, &m, &eventIndex{spilled: true}))
+	f.Add(encodeMessageV1(nil, &m, refs.refs))
 	f.Add(encodeMessage(nil, &Message{}, nil))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var got Message
-		gotRefs, err := decodeMessage(b, &got, nil)
+		var (
+			got     Message
+			gotRefs eventIndex
+		)
+		err := decodeMessage(b, &got, &gotRefs)
 		if _, perr := peekMessage(b); err == nil && perr != nil {
 			t.Fatalf("decodeMessage accepted %x but peekMessage refused it: %v", b, perr)
+		}
+		var noIdx Message
+		if nerr := decodeMessage(b, &noIdx, nil); (nerr == nil) != (err == nil) || err == nil && !reflect.DeepEqual(noIdx, got) {
+			t.Fatalf("decodeMessage without the index = %+v, %v; with it %+v, %v", noIdx, nerr, got, err)
 		}
 		if err != nil {
 			return
 		}
-		var again Message
-		againRefs, err := decodeMessage(encodeMessage(nil, &got, gotRefs), &again, nil)
+		if gotRefs.spilled {
+			gotRefs.refs = gotRefs.refs[:0] // a spilled record holds no entries
+		}
+		var (
+			again     Message
+			againRefs eventIndex
+		)
+		err = decodeMessage(encodeMessage(nil, &got, &gotRefs), &again, &againRefs)
 		if err != nil || !reflect.DeepEqual(again, got) || !reflect.DeepEqual(againRefs, gotRefs) {
 			t.Fatalf("re-encoded message = %+v %v, %v; want %+v %v", again, againRefs, err, got, gotRefs)
 		}
@@ -274,12 +292,11 @@ func BenchmarkCodec(b *testing.B) {
 		var (
 			buf []byte
 			out Message
-			r   []eventRef
+			r   eventIndex
 		)
 		for b.Loop() {
-			buf = encodeMessage(buf[:0], &m, refs)
-			var err error
-			if r, err = decodeMessage(buf, &out, r[:0]); err != nil {
+			buf = encodeMessage(buf[:0], &m, &refs)
+			if err := decodeMessage(buf, &out, &r); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -42,7 +42,6 @@ func (s *Store) ExportMessages(f ExportFilter, fn func(Message) error) error {
 		until = uint64(max(f.Until.UnixNano(), 0))
 	}
 	msgs := make([]Message, 0, exportChunk)
-	var refs []eventRef
 	for {
 		msgs = msgs[:0]
 		var next []byte
@@ -78,7 +77,7 @@ func (s *Store) ExportMessages(f ExportFilter, fn func(Message) error) error {
 					continue
 				}
 				msgs = append(msgs, Message{})
-				if refs, err = decodeMessage(v, &msgs[len(msgs)-1], refs[:0]); err != nil {
+				if err = decodeMessage(v, &msgs[len(msgs)-1], nil); err != nil {
 					return fmt.Errorf("message %s: %w", k[8:], err)
 				}
 			}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 func TestExportMessages(t *testing.T) {
@@ -96,54 +94,4 @@ func TestExportMessages(t *testing.T) {
 			t.Errorf("got err %v after %d calls, want %v after 5", err, calls, stop)
 		}
 	})
-}
-
-func TestMigrate(t *testing.T) {
-	s := mustOpenStore(t)
-	var ran []string
-	step := func(name string, err error) func(*bolt.Tx) error {
-		return func(*bolt.Tx) error {
-			ran = append(ran, name)
-			return err
-		}
-	}
-	boom := errors.New("boom")
-	list := []migration{
-		{version: 1, name: "one", up: step("one", nil)},
-		{version: 2, name: "two", up: step("two", nil)},
-		{version: 5, name: "five", up: step("five", nil)},
-	}
-	tests := []struct {
-		name    string
-		from    uint64
-		list    []migration
-		want    uint64
-		wantRan string
-		wantErr error
-	}{
-		{name: "from zero", from: 0, list: list, want: 5, wantRan: "[one two five]"},
-		{name: "from middle", from: 2, list: list, want: 5, wantRan: "[five]"},
-		{name: "current", from: 5, list: list, want: 5, wantRan: "[]"},
-		{name: "failure stops", from: 0, list: []migration{list[0], {version: 2, name: "bad", up: step("bad", boom)}, list[2]},
-			want: 1, wantRan: "[one bad]", wantErr: boom},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ran = []string{}
-			var got uint64
-			var err error
-			_ = s.db.View(func(tx *bolt.Tx) error {
-				got, err = migrate(tx, tc.from, tc.list)
-				return nil
-			})
-			if got != tc.want || fmt.Sprint(ran) != tc.wantRan || !errors.Is(err, tc.wantErr) {
-				t.Errorf("got version %d, ran %v, err %v; want %d, %s, %v", got, ran, err, tc.want, tc.wantRan, tc.wantErr)
-			}
-		})
-	}
-	for i := 1; i < len(migrations); i++ {
-		if migrations[i].version <= migrations[i-1].version {
-			t.Errorf("migrations[%d].version = %d, want more than %d", i, migrations[i].version, migrations[i-1].version)
-		}
-	}
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -26,6 +27,7 @@ var migrations = []migration{
 	// released): the layout is the same.
 	{version: 1, name: "record schema version", up: func(*bolt.Tx) error { return nil }},
 	{version: 2, name: "index pending messages", up: buildPendingIndex},
+	{version: 3, name: "spill long event indexes", up: spillLongIndexes},
 }
 
 // schemaVersion is the layout this code reads and writes.
@@ -44,4 +46,42 @@ func migrate(tx *bolt.Tx, version uint64, list []migration) (uint64, error) {
 		version = m.version
 	}
 	return version, nil
+}
+
+// spillLongIndexes moves the event index of every message with more than
+// inlineEvents events out of its record (see eventindex.go), so that the
+// next event of a long history costs what the third does. Shorter indexes
+// stay inline in their format-1 records, which still decode.
+func spillLongIndexes(tx *bolt.Tx) error {
+	mb := tx.Bucket(bucketMessages)
+	// Collect first, rewrite after: bbolt cursors are not stable across
+	// writes to their bucket.
+	var long [][]byte
+	var idx eventIndex
+	var m Message
+	err := mb.ForEach(func(k, v []byte) error {
+		if err := decodeMessage(v, &m, &idx); err != nil {
+			return fmt.Errorf("message %q: %w", k, err)
+		}
+		if !idx.spilled && len(idx.refs) > inlineEvents {
+			long = append(long, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	ib := spilledBuckets(tx)
+	for _, k := range long {
+		if err := decodeMessage(mb.Get(k), &m, &idx); err != nil {
+			return fmt.Errorf("message %q: %w", k, err)
+		}
+		if err := ib.spill(indexPrefix(k), &idx); err != nil {
+			return err
+		}
+		if err := mb.Put(k, encodeMessage(nil, &m, &idx)); err != nil {
+			return fmt.Errorf("rewrite message %q: %w", k, err)
+		}
+	}
+	return nil
 }

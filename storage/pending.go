@@ -104,13 +104,12 @@ func buildPendingIndex(tx *bolt.Tx) error {
 		return fmt.Errorf("create bucket %s: %w", bucketPending, err)
 	}
 	var (
-		m    Message
-		refs []eventRef
-		n    uint64
+		m Message
+		n uint64
 	)
 	err = tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
 		m = Message{}
-		if refs, err = decodeMessage(v, &m, refs[:0]); err != nil {
+		if err = decodeMessage(v, &m, nil); err != nil {
 			return fmt.Errorf("message %q: %w", k, err)
 		}
 		if IsTerminal(m.Status) {

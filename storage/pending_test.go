@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -266,7 +267,7 @@ func TestListPendingUsesIndex(t *testing.T) {
 				if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
 					return c
 				}
-				return -cmpStr(a.MessageUUID, b.MessageUUID)
+				return -cmp.Compare(a.MessageUUID, b.MessageUUID)
 			})
 			if len(want) == 0 {
 				t.Fatal("fixture has no matching message; the test would prove nothing")
@@ -305,16 +306,6 @@ func TestListPendingUsesIndex(t *testing.T) {
 			t.Error("pending listing accepted a time-index cursor, want ErrBadCursor")
 		}
 	})
-}
-
-func cmpStr(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func uuidsOf(msgs []Message) string {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -55,39 +56,41 @@ type ListFilter struct {
 // StatusPending is the ListFilter.Status matching every non-terminal status.
 const StatusPending = "pending"
 
-// GetMessage returns a message's current state and its events, oldest first
-// by cursor, or ErrNotFound.
+// GetMessage returns a message's current state and all its events, oldest
+// first by cursor, or ErrNotFound. The history is unbounded (a message can
+// have any number of events): prefer GetMessagePage to show it.
 func (s *Store) GetMessage(uuid string) (Message, []Event, error) {
 	var (
 		m      Message
 		events []Event
 	)
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketMessages).Get(messageKey(uuid))
-		if v == nil {
-			return ErrNotFound
-		}
-		refs, err := decodeMessage(v, &m, nil)
-		if err != nil {
+		mk := messageKey(uuid)
+		var idx eventIndex
+		if err := getMessage(tx, mk, &m, &idx); err != nil {
 			return err
 		}
-		slices.SortFunc(refs, func(a, b eventRef) int {
-			return cmpU64(a.cursor, b.cursor)
-		})
 		eb := tx.Bucket(bucketEvents)
-		events = make([]Event, 0, len(refs))
-		for _, ref := range refs {
-			ev := eb.Get(u64key(ref.cursor))
-			if ev == nil {
-				continue // removed by event retention
+		var err error
+		add := func(ref eventRef) bool {
+			var e Event
+			var ok bool
+			if e, ok, err = getEvent(eb, ref.cursor); ok {
+				events = append(events, e)
 			}
-			e, err := decodeEvent(ref.cursor, ev)
-			if err != nil {
-				return fmt.Errorf("event %d: %w", ref.cursor, err)
-			}
-			events = append(events, e)
+			return err == nil
 		}
-		return nil
+		if !idx.spilled {
+			events = make([]Event, 0, len(idx.refs))
+			for _, ref := range idx.refs {
+				if !add(ref) {
+					break
+				}
+			}
+			return err
+		}
+		spilledBuckets(tx).walk(indexPrefix(mk), false, 0, add)
+		return err
 	})
 	if err != nil {
 		return Message{}, nil, fmt.Errorf("get message %s: %w", uuid, err)
@@ -95,14 +98,185 @@ func (s *Store) GetMessage(uuid string) (Message, []Event, error) {
 	return m, events, nil
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// getMessage reads the message stored under mk, or ErrNotFound. Its inline
+// entries are sorted by cursor (they are appended in order; sorting also
+// covers records migrated from older layouts).
+func getMessage(tx *bolt.Tx, mk []byte, m *Message, idx *eventIndex) error {
+	v := tx.Bucket(bucketMessages).Get(mk)
+	if v == nil {
+		return ErrNotFound
 	}
-	return 0
+	if err := decodeMessage(v, m, idx); err != nil {
+		return err
+	}
+	if idx != nil {
+		slices.SortFunc(idx.refs, func(a, b eventRef) int { return cmp.Compare(a.cursor, b.cursor) })
+	}
+	return nil
+}
+
+// getEvent reads the event at cursor; false when event retention removed it.
+func getEvent(eb *bolt.Bucket, cursor uint64) (Event, bool, error) {
+	v := eb.Get(u64key(cursor))
+	if v == nil {
+		return Event{}, false, nil
+	}
+	e, err := decodeEvent(cursor, v)
+	if err != nil {
+		return Event{}, false, fmt.Errorf("event %d: %w", cursor, err)
+	}
+	return e, true, nil
+}
+
+// Event paging limits of GetMessagePage.
+const (
+	DefaultEventPage = 100
+	MaxEventPage     = 1000
+	// maxPageScan bounds the index entries one page examines: entries of
+	// events removed by event retention are skipped, and a page cut short
+	// by the bound still carries a next cursor.
+	maxPageScan = 20_000
+)
+
+// EventPage selects a page of one message's events for GetMessagePage.
+type EventPage struct {
+	// Cursor is the NextCursor of the previous page in the same order; ""
+	// starts at the oldest (ascending) or newest (descending) event.
+	Cursor string
+	// Limit is the page size: 0 means DefaultEventPage, at most MaxEventPage.
+	Limit int
+	// Desc lists the newest events first.
+	Desc bool
+}
+
+// MessagePage is one page of a message's history.
+type MessagePage struct {
+	Message Message
+	Events  []Event
+	// NextCursor continues in the same order; "" when no event is left.
+	// The page it leads to can be empty when only removed events remain.
+	NextCursor string
+}
+
+// cursorEvents is the kind byte of a GetMessagePage cursor.
+const cursorEvents = 3
+
+// GetMessagePage returns a message's current state and one page of its
+// events by cursor, or ErrNotFound. Its cost depends on the page size, not
+// on the length of the history. A cursor not produced here (or from the
+// other order) yields an error wrapping ErrBadCursor.
+func (s *Store) GetMessagePage(uuid string, p EventPage) (MessagePage, error) {
+	var page MessagePage
+	limit := p.Limit
+	if limit <= 0 {
+		limit = DefaultEventPage
+	}
+	limit = min(limit, MaxEventPage)
+	var from uint64 // exclusive bound, 0 = the start in this order
+	if p.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(p.Cursor)
+		desc := byte(0)
+		if p.Desc {
+			desc = 1
+		}
+		if err != nil || len(raw) != 10 || raw[0] != cursorEvents || raw[1] != desc {
+			return page, fmt.Errorf("get message %s: events cursor: %w", uuid, ErrBadCursor)
+		}
+		from = binary.BigEndian.Uint64(raw[2:])
+	}
+	err := s.view(func(tx *bolt.Tx) error {
+		mk := messageKey(uuid)
+		var idx eventIndex
+		if err := getMessage(tx, mk, &page.Message, &idx); err != nil {
+			return err
+		}
+		eb := tx.Bucket(bucketEvents)
+		var (
+			err     error
+			scanned int
+			last    uint64
+			more    bool
+		)
+		visit := func(ref eventRef) bool {
+			if len(page.Events) == limit || scanned == maxPageScan {
+				more = true
+				return false
+			}
+			scanned++
+			last = ref.cursor
+			var e Event
+			var ok bool
+			if e, ok, err = getEvent(eb, ref.cursor); ok {
+				page.Events = append(page.Events, e)
+			}
+			return err == nil
+		}
+		if idx.spilled {
+			spilledBuckets(tx).walk(indexPrefix(mk), p.Desc, from, visit)
+		} else {
+			walkInline(idx.refs, p.Desc, from, visit)
+		}
+		if err != nil {
+			return err
+		}
+		if more {
+			c := []byte{cursorEvents, 0}
+			if p.Desc {
+				c[1] = 1
+			}
+			page.NextCursor = base64.RawURLEncoding.EncodeToString(binary.BigEndian.AppendUint64(c, last))
+		}
+		return nil
+	})
+	if err != nil {
+		return MessagePage{}, fmt.Errorf("get message %s: %w", uuid, err)
+	}
+	return page, nil
+}
+
+// walkInline is indexBuckets.walk over sorted inline entries.
+func walkInline(refs []eventRef, desc bool, from uint64, fn func(eventRef) bool) {
+	if !desc {
+		for _, r := range refs {
+			if r.cursor > from && !fn(r) {
+				return
+			}
+		}
+		return
+	}
+	for i := len(refs) - 1; i >= 0; i-- {
+		if (from == 0 || refs[i].cursor < from) && !fn(refs[i]) {
+			return
+		}
+	}
+}
+
+// MessageStates returns the current state of each message of uuids that
+// exists, by MessageUUID, read in one transaction without their histories.
+func (s *Store) MessageStates(uuids []string) (map[string]Message, error) {
+	states := make(map[string]Message, len(uuids))
+	err := s.view(func(tx *bolt.Tx) error {
+		mb := tx.Bucket(bucketMessages)
+		for _, u := range uuids {
+			if _, ok := states[u]; ok {
+				continue
+			}
+			v := mb.Get(messageKey(u))
+			if v == nil {
+				continue
+			}
+			var m Message
+			if err := decodeMessage(v, &m, nil); err != nil {
+				return fmt.Errorf("message %s: %w", u, err)
+			}
+			states[u] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("message states: %w", err)
+	}
+	return states, nil
 }
 
 // EventsAfter returns up to limit events of the global log with a cursor
@@ -322,7 +496,6 @@ func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 		phone   []byte
 		scanned int // messages read
 		keys    int // time-index keys examined
-		refs    []eventRef
 	)
 	for k := first(c, q.upper); k != nil; k, _ = c.Prev() {
 		if len(k) < 8 || binary.BigEndian.Uint64(k) < q.since {
@@ -359,7 +532,7 @@ func (q *listQuery) run(tx *bolt.Tx) ([]Message, string, error) {
 			return msgs, encodeCursor(q.cursorKind, last), nil
 		}
 		var m Message
-		if refs, err = decodeMessage(v, &m, refs[:0]); err != nil {
+		if err = decodeMessage(v, &m, nil); err != nil {
 			return nil, "", fmt.Errorf("message %s: %w", uuid, err)
 		}
 		msgs = append(msgs, m)

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +197,28 @@ func TestFirstSeenMovesEarlier(t *testing.T) {
 	st, _ = s.Stats(t0.Add(-3 * time.Hour))
 	if st.Total != 2 || st.Counts[StatusDelivered] != 1 {
 		t.Errorf("stats since t0-3h = %+v, want both messages, one delivered", st)
+	}
+}
+
+func TestMessageStates(t *testing.T) {
+	s := mustOpenStore(t, Options{NoSync: true})
+	mustApply(t, s, ev("a", StatusQueued, 1))
+	mustApply(t, s, ev("a", StatusDelivered, 3))
+	mustApply(t, s, ev("b", StatusSent, 2))
+	states, err := s.MessageStates([]string{"a", "missing", "b", "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(states) != 2 {
+		t.Fatalf("MessageStates = %d states %v, want a and b only", len(states), states)
+	}
+	for _, u := range []string{"a", "b"} {
+		want, _ := mustGet(t, s, u)
+		if got := states[u]; !reflect.DeepEqual(got, want) {
+			t.Errorf("state of %s = %+v, want GetMessage's %+v", u, got, want)
+		}
+	}
+	if states["a"].Status != StatusDelivered || states["a"].EventCount != 2 {
+		t.Errorf("state of a = %+v, want delivered after 2 events", states["a"])
 	}
 }

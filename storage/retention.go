@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -57,10 +56,10 @@ const (
 // Pages freed while a long read transaction (a backup) is open are reused
 // only after it ends.
 //
-// Its transactions are its own, not requests to the writer: the writer
-// caches stats hours per transaction and would overwrite the counters a
-// message deletion sharing its transaction subtracts. bbolt runs one write
-// transaction at a time, so ingestion waits at most one batch.
+// Each batch is a request to the writer, like an event: it shares the
+// writer's commits (and fsyncs) with ingestion, and moves the stats
+// counters through the transaction's one stats cache. Ingestion waits at
+// most one batch.
 func (s *Store) Sweep(ctx context.Context, p RetentionPolicy) (SweepResult, error) {
 	var res SweepResult
 	batch := p.BatchKeys
@@ -90,7 +89,7 @@ func (s *Store) Sweep(ctx context.Context, p RetentionPolicy) (SweepResult, erro
 			if err := pause(); err != nil {
 				return res, fmt.Errorf("sweep events: %w", err)
 			}
-			n, more, err := s.pruneEvents(cutoff, batch)
+			n, more, err := s.pruneEvents(ctx, cutoff, batch)
 			res.Events += n
 			res.Transactions++
 			if err != nil {
@@ -110,9 +109,9 @@ func (s *Store) Sweep(ctx context.Context, p RetentionPolicy) (SweepResult, erro
 				return res, fmt.Errorf("sweep messages: %w", err)
 			}
 			var b messageBatch
-			err := s.retentionUpdate(func(tx *bolt.Tx) error {
+			err := s.updateStats(ctx, func(tx *bolt.Tx, sc *statsCache) error {
 				b = messageBatch{}
-				return b.run(tx, from, cutoff, batch)
+				return b.run(tx, sc, from, cutoff, batch)
 			})
 			res.Transactions++
 			if err != nil {
@@ -140,7 +139,7 @@ func (s *Store) Sweep(ctx context.Context, p RetentionPolicy) (SweepResult, erro
 			if err := pause(); err != nil {
 				return res, fmt.Errorf("sweep stats: %w", err)
 			}
-			n, next, err := s.pruneStats(from, floor, hourOf(time.Unix(0, cutoff)), batch)
+			n, next, err := s.pruneStats(ctx, from, floor, hourOf(time.Unix(0, cutoff)), batch)
 			res.StatsHours += n
 			res.Transactions++
 			if err != nil {
@@ -155,24 +154,12 @@ func (s *Store) Sweep(ctx context.Context, p RetentionPolicy) (SweepResult, erro
 	return res, nil
 }
 
-// retentionUpdate runs fn in a write transaction of its own (see Sweep).
-func (s *Store) retentionUpdate(fn func(tx *bolt.Tx) error) error {
-	if s.closed.Load() {
-		return ErrClosed
-	}
-	err := s.db.Update(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
-		return ErrClosed
-	}
-	return err
-}
-
 // pruneEvents deletes up to max events from the front of the log while they
 // were received before cutoff (Unix nanos). The log is in arrival order, so
 // it stops at the first newer event; an older one behind it (a caller-set
 // ReceivedAt) goes with its message.
-func (s *Store) pruneEvents(cutoff int64, max int) (n int, more bool, err error) {
-	err = s.retentionUpdate(func(tx *bolt.Tx) error {
+func (s *Store) pruneEvents(ctx context.Context, cutoff int64, max int) (n int, more bool, err error) {
+	err = s.update(ctx, func(tx *bolt.Tx) error {
 		n, more = 0, false
 		c := tx.Bucket(bucketEvents).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.First() {
@@ -213,13 +200,13 @@ type messageBatch struct {
 // messages last seen before cutoff, until it has deleted about max keys or
 // examined retentionScan entries. FirstSeen ≤ LastSeen, so the walk ends at
 // the first entry first seen at or after cutoff.
-func (b *messageBatch) run(tx *bolt.Tx, from []byte, cutoff int64, max int) error {
+func (b *messageBatch) run(tx *bolt.Tx, sc *statsCache, from []byte, cutoff int64, max int) error {
 	b.oldestKept = -1
 	mb, eb, tb := tx.Bucket(bucketMessages), tx.Bucket(bucketEvents), tx.Bucket(bucketByTime)
 	type victim struct {
 		timeKey, msgKey []byte
 		msg             Message
-		refs            []eventRef
+		idx             eventIndex
 	}
 	// Collect first, delete after: deleting under a bbolt cursor that keeps
 	// moving can skip keys.
@@ -268,31 +255,57 @@ func (b *messageBatch) run(tx *bolt.Tx, from []byte, cutoff int64, max int) erro
 			continue
 		}
 		vi := victim{timeKey: slices.Clone(k), msgKey: mk}
-		if vi.refs, err = decodeMessage(v, &vi.msg, nil); err != nil {
+		if err = decodeMessage(v, &vi.msg, &vi.idx); err != nil {
 			return fmt.Errorf("message %s: %w", k[8:], err)
 		}
 		victims = append(victims, vi)
-		keys += 2 + len(vi.refs)
+		if vi.idx.spilled {
+			// A spilled history can be any length: it is deleted with what
+			// is left of this batch's budget, the message last, and the
+			// next batch starts again at this message.
+			b.next = slices.Clone(k)
+			break
+		}
+		keys += 2 + len(vi.idx.refs)
 	}
 
-	var sc statsCache
+	ib := spilledBuckets(tx)
+	deleteEvent := func(ref eventRef) error {
+		ek := u64key(ref.cursor)
+		if eb.Get(ek) == nil {
+			return nil // pruned with the old events
+		}
+		if err := eb.Delete(ek); err != nil {
+			return fmt.Errorf("delete event: %w", err)
+		}
+		b.events++
+		return nil
+	}
 	for i := range victims {
 		vi := &victims[i]
+		if vi.idx.spilled {
+			budget := max - keys
+			if budget < 1 {
+				budget = 1
+			}
+			more, err := ib.drop(indexPrefix(vi.msgKey), budget, deleteEvent)
+			if err != nil {
+				return err
+			}
+			if more {
+				break // the message and its time key go with its last entries
+			}
+		}
 		if err := tb.Delete(vi.timeKey); err != nil {
 			return fmt.Errorf("delete time index: %w", err)
 		}
 		if vi.msgKey == nil {
 			continue
 		}
-		for _, ref := range vi.refs {
-			ek := u64key(ref.cursor)
-			if eb.Get(ek) == nil {
-				continue // pruned with the old events
+		for _, ref := range vi.idx.refs {
+			if err := deleteEvent(ref); err != nil {
+				return err
 			}
-			if err := eb.Delete(ek); err != nil {
-				return fmt.Errorf("delete event: %w", err)
-			}
-			b.events++
 		}
 		if err := unindexPending(tx, &vi.msg); err != nil {
 			return err
@@ -305,20 +318,27 @@ func (b *messageBatch) run(tx *bolt.Tx, from []byte, cutoff int64, max int) erro
 		}
 		b.messages++
 	}
-	return sc.flush(tx.Bucket(bucketStats))
+	return nil // the writer flushes sc with the transaction
 }
 
 // pruneStats deletes up to batch stats hour entries before cutoffHour (Unix
 // seconds) that are before floorHour or count no message, walking from from
 // (nil = the start). It returns where to continue, nil at the end.
-func (s *Store) pruneStats(from []byte, floorHour, cutoffHour int64, batch int) (n int, next []byte, err error) {
+func (s *Store) pruneStats(ctx context.Context, from []byte, floorHour, cutoffHour int64, batch int) (n int, next []byte, err error) {
 	if cutoffHour <= 0 {
 		return 0, nil, nil
 	}
 	floor, limit := u64key(uint64(max(floorHour, 0))), u64key(uint64(cutoffHour))
-	err = s.retentionUpdate(func(tx *bolt.Tx) error {
+	err = s.updateStats(ctx, func(tx *bolt.Tx, sc *statsCache) error {
 		n, next = 0, nil
 		b := tx.Bucket(bucketStats)
+		// Events applied earlier in this transaction may have moved
+		// counters still in the cache: write them first, so the hours read
+		// here are current (and a deleted hour is not put back).
+		if err := sc.flush(b); err != nil {
+			return err
+		}
+		sc.reset()
 		var doomed [][]byte
 		c := b.Cursor()
 		k, v := c.First()

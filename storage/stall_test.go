@@ -33,14 +33,14 @@ func TestApplyAbandonedDuringStallIsNotWritten(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := s.Apply(ctx, ev("abandoned", StatusQueued, 0), Nonce{"n-abandoned", exp})
+	_, err := s.Apply(ctx, ev("abandoned", StatusQueued, 0), Nonce{Value: "n-abandoned", ExpiresAt: exp})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Apply during stall: error = %v, want deadline exceeded", err)
 	}
 	close(release)
 
 	// The same callback retried after the stall is stored, not a replay.
-	if res := mustApply(t, s, ev("abandoned", StatusQueued, 0), Nonce{"n-abandoned", exp}); res.Duplicate {
+	if res := mustApply(t, s, ev("abandoned", StatusQueued, 0), Nonce{Value: "n-abandoned", ExpiresAt: exp}); res.Duplicate {
 		t.Errorf("retry after an abandoned Apply: Duplicate, want a fresh store")
 	}
 	_, evs := mustGet(t, s, "abandoned")
@@ -67,7 +67,7 @@ func TestApplyTakenWaitsForCommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.Apply(ctx, ev("taken", StatusQueued, 0), Nonce{"n-taken", exp})
+		_, err := s.Apply(ctx, ev("taken", StatusQueued, 0), Nonce{Value: "n-taken", ExpiresAt: exp})
 		done <- err
 	}()
 	<-commitStarted // committed and fsync'd, writer held before answering

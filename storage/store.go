@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -20,14 +19,15 @@ var ErrLocked = errors.New("data dir locked by another plivo-dlr process")
 // Bucket names. Every bucket is created once by Open.
 var (
 	// bucketMessages: messageKey(MessageUUID) → encoded Message + its event
-	// index (see encodeMessage).
+	// index, inline or spilled (see encodeMessage, eventindex.go).
 	bucketMessages = []byte("messages")
 	// bucketEvents: 8-byte big-endian cursor → encoded Event (append-only).
 	bucketEvents = []byte("events")
 	// bucketByTime: 8-byte big-endian FirstSeen Unix nanos + MessageUUID →
 	// empty. Newest-first listing and, later, retention.
 	bucketByTime = []byte("by_time")
-	// bucketNonces: nonce → 8-byte big-endian expiry Unix nanos.
+	// bucketNonces: nonce → 8-byte big-endian expiry Unix nanos. Written by
+	// versions before nonce_log (nonce.go): now only read at Open and purged.
 	bucketNonces = []byte("nonces")
 	// bucketNonceExpiry: 8-byte expiry + nonce → empty, so PurgeNonces reads
 	// only expired entries instead of scanning every nonce.
@@ -37,7 +37,8 @@ var (
 	// bucketMeta: free-form key → value (schema version, app settings).
 	bucketMeta = []byte("meta")
 
-	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending}
+	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending,
+		bucketMessageEvents, bucketMessageHashes}
 )
 
 // Meta keys the store itself uses.
@@ -56,13 +57,29 @@ type Options struct {
 	// NoSync skips fsync on commit. Only for benchmarks and bulk loads: a
 	// crash can lose acknowledged writes or corrupt the file.
 	NoSync bool
+	// SyncFreelist makes every commit write bbolt's freelist, as bbolt does
+	// by default, so Open reads it instead of rebuilding it. Off by default:
+	// see Open.
+	SyncFreelist bool
 	// OnCommit, if set, is called by the writer after each successful
 	// commit with its duration (apply, commit and fsync) and the number of
-	// requests it held. It runs on the writer goroutine: it must be cheap.
+	// requests it held: an observer of the writer's timing, for metrics,
+	// that runs on the writer goroutine and must only record the numbers.
+	// What a commit stored goes to the consumer of Store.Applied instead.
+	//
+	// (It is not merged into Applied: a histogram observation is constant
+	// work, and commit latency must be measured even when no one consumes
+	// events.)
 	OnCommit func(d time.Duration, requests int)
+	// AppliedBuffer bounds the events waiting for the consumer of
+	// Store.Applied; 0 means DefaultAppliedBuffer.
+	AppliedBuffer int
 	// BeforeCommit, if set, runs on the writer goroutine before each batch
 	// is applied. Tests use it to inject a slow commit (a stalled disk).
 	BeforeCommit func()
+	// MaxNonces caps the unexpired nonces remembered (see nonce.go); 0
+	// means DefaultMaxNonces. At the cap new nonces get ErrNonceCapacity.
+	MaxNonces int
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
@@ -75,8 +92,12 @@ type Store struct {
 	onCommit func(time.Duration, int)
 	// beforeCommit is Options.BeforeCommit.
 	beforeCommit func()
-	// onApplied is the SetOnApplied hook.
-	onApplied atomic.Pointer[func(Applied)]
+	// nonces is the replay-protection index (nonce.go), writer-owned.
+	nonces *nonceIndex
+	// health tracks recent commit outcomes for readiness (health.go).
+	health commitHealth
+	// feed is the Applied channel.
+	feed feed
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.
@@ -109,6 +130,15 @@ func Open(path string, opts Options) (*Store, error) {
 		NoSync:  opts.NoSync,
 		// The hashmap freelist keeps allocation O(1) as the file grows.
 		FreelistType: bolt.FreelistMapType,
+		// The freelist is not written on commit (as etcd does). After a
+		// retention sweep it lists every freed page, and writing it made
+		// each commit write about 180 KB more (22,000 free pages) and take
+		// 25-35% longer (BenchmarkCommitAfterSweep); commits are the
+		// bottleneck of ingestion. The price is paid once, at Open, which
+		// rebuilds the list by walking the file: about 20-80 ms per 100 MB
+		// (seconds for a multi-GB file, on a cold cache). Crash safety is
+		// the same: a rebuilt list is always right.
+		NoFreelistSync: !opts.SyncFreelist,
 		// A large initial mapping avoids remaps, which must wait for every
 		// open read transaction (a long backup would stall ingestion).
 		InitialMmapSize: 1 << 30,
@@ -123,7 +153,17 @@ func Open(path string, opts Options) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	nonces, err := openNonceIndex(db, now(), opts.MaxNonces)
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	s := &Store{
+		nonces:       nonces,
 		db:           db,
 		path:         path,
 		now:          opts.Now,
@@ -134,6 +174,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.feed.size = opts.AppliedBuffer; s.feed.size <= 0 {
+		s.feed.size = DefaultAppliedBuffer
 	}
 	s.pool.New = func() any { return &request{done: make(chan struct{}, 1)} }
 	go s.writer()
@@ -179,6 +222,7 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.done
+	s.feed.close()
 	s.closed.Store(true)
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
@@ -256,21 +300,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// WriteBackup writes a consistent snapshot of the database, itself a valid
-// bbolt file, to w. Writes continue meanwhile.
-func (s *Store) WriteBackup(w io.Writer) (int64, error) {
-	var n int64
-	err := s.view(func(tx *bolt.Tx) error {
-		var err error
-		n, err = tx.WriteTo(w)
-		return err
-	})
-	if err != nil {
-		return n, fmt.Errorf("write backup: %w", err)
-	}
-	return n, nil
-}
-
 // LastCursor returns the cursor of the newest stored event, 0 when none.
 func (s *Store) LastCursor() (uint64, error) {
 	var c uint64
@@ -288,10 +317,11 @@ func (s *Store) LastCursor() (uint64, error) {
 // writer is never held for long.
 const purgeBatch = 1000
 
-// PurgeNonces deletes up to max nonces that expired at or before now (max ≤ 0
-// means no limit), in transactions of at most purgeBatch deletions, and
-// returns how many it deleted.
-func (s *Store) PurgeNonces(now time.Time, max int) (int, error) {
+// purgeLegacyNonces deletes up to max nonces of the buckets older versions
+// wrote (nonces, nonce_expiry) that expired at or before now (max ≤ 0 means
+// no limit), in transactions of at most purgeBatch deletions, and returns
+// how many it deleted. Nothing writes these buckets any more (see nonce.go).
+func (s *Store) purgeLegacyNonces(now time.Time, max int) (int, error) {
 	total := 0
 	limit := uint64(now.UnixNano())
 	for max <= 0 || total < max {
@@ -332,16 +362,4 @@ func (s *Store) PurgeNonces(now time.Time, max int) (int, error) {
 		}
 	}
 	return total, nil
-}
-
-// SetOnApplied makes the writer call fn with every newly stored event
-// (duplicates and rejected requests excluded) after each commit, in cursor
-// order, before the callers of Apply are answered. fn runs on the writer
-// goroutine, so it must be quick and must not call the store; nil removes it.
-func (s *Store) SetOnApplied(fn func(Applied)) {
-	if fn == nil {
-		s.onApplied.Store(nil)
-		return
-	}
-	s.onApplied.Store(&fn)
 }

@@ -25,6 +25,11 @@ const MaxNonceLen = 1024
 type Nonce struct {
 	Value     string
 	ExpiresAt time.Time
+	// Sum identifies the request that used the nonce (the app hashes its
+	// body and signatures). The nonce coming back with the same nonzero Sum
+	// is that request retried, answered Retry instead of ErrReplayed; with
+	// Sum 0 every repeat is a replay.
+	Sum uint64
 }
 
 // ApplyResult describes what Apply did.
@@ -43,12 +48,19 @@ type ApplyResult struct {
 	// BecameTerminal is true the first time the message reached a terminal
 	// status, so metrics count each message once.
 	BecameTerminal bool
+	// Retry means the nonces were already used by this same request (same
+	// Nonce.Sum): it was answered Duplicate with nothing read or written,
+	// and Cursor and Message are zero.
+	Retry bool
 }
 
 // Applied is an event a commit stored, with what Apply returned for it.
 type Applied struct {
 	Event  Event
 	Result ApplyResult
+	// Missed counts the events dropped, just before this one, because the
+	// consumer was behind (see Store.Applied).
+	Missed uint64
 }
 
 // request is one unit of work for the writer: an event to apply, or a
@@ -62,6 +74,9 @@ type request struct {
 	nonces  []Nonce
 	// generic write
 	fn func(tx *bolt.Tx) error
+	// statsFn is a generic write that also changes the stats counters,
+	// through the transaction's one stats cache (see updateStats).
+	statsFn func(tx *bolt.Tx, sc *statsCache) error
 
 	res  ApplyResult
 	err  error
@@ -94,8 +109,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 // records the nonces. It returns once the transaction holding it has been
 // committed and fsync'd, group-committed with concurrent callers.
 //
-// If any nonce was already recorded and has not expired, Apply returns
-// ErrReplayed and stores nothing. An event identical to one already stored
+// If any nonce was already recorded by another request and has not expired,
+// Apply returns ErrReplayed and stores nothing; if by this same request (see
+// Nonce.Sum), Retry. ErrNonceCapacity means the replay window is full. An event identical to one already stored
 // for the message yields Duplicate (its nonces are recorded). If ctx ends
 // before the writer took the request into a transaction, Apply returns
 // ctx.Err() and nothing of it is written; once the writer has taken it,
@@ -153,6 +169,20 @@ func normalise(ev *Event) {
 func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	r := s.pool.Get().(*request)
 	r.fn = fn
+	if err := s.submit(ctx, r); err != nil {
+		return err
+	}
+	err := r.err
+	s.release(r)
+	return err
+}
+
+// updateStats runs fn in a write transaction through the writer, with the
+// transaction's stats cache: counters fn moves are flushed with those of
+// the events applied beside it, so neither overwrites the other.
+func (s *Store) updateStats(ctx context.Context, fn func(tx *bolt.Tx, sc *statsCache) error) error {
+	r := s.pool.Get().(*request)
+	r.statsFn = fn
 	if err := s.submit(ctx, r); err != nil {
 		return err
 	}
@@ -254,7 +284,7 @@ type writerState struct {
 	batch []*request
 	live  []*request // requests still part of the transaction being tried
 	stats statsCache
-	refs  []eventRef
+	idx   eventIndex
 	buf   []byte
 	msg   Message
 	now   int64 // Unix nanos at the start of the transaction
@@ -274,6 +304,7 @@ func (w *writerState) commit() {
 			w.s.onCommit(time.Since(start), len(w.live))
 		}
 		if err == nil {
+			w.s.nonces.committed(w.now)
 			w.publish()
 		}
 		var re *requestError
@@ -290,27 +321,26 @@ func (w *writerState) commit() {
 				r.res, r.err = ApplyResult{}, fmt.Errorf("commit: %w", err)
 			}
 		}
+		w.s.health.noteCommit(w.s.now(), countApplies(w.live), err)
 		break
 	}
 	clear(w.live)
 }
 
-// publish hands every event the commit newly stored to the OnApplied hook,
+// publish hands every event the commit newly stored to the Applied feed,
 // in cursor order, before any caller is answered: publishing from the
-// callers' goroutines instead would reorder events of one batch.
+// callers' goroutines instead would reorder events of one batch. It never
+// waits (see feed).
 func (w *writerState) publish() {
-	hook := w.s.onApplied.Load()
-	if hook == nil {
-		return
-	}
 	for _, r := range w.live {
-		if r.fn == nil && r.err == nil && !r.res.Duplicate {
-			(*hook)(Applied{Event: r.ev, Result: r.res})
+		if r.fn == nil && r.statsFn == nil && r.err == nil && !r.res.Duplicate {
+			w.s.feed.send(Applied{Event: r.ev, Result: r.res})
 		}
 	}
 }
 
 func (w *writerState) applyAll(tx *bolt.Tx) error {
+	w.s.nonces.begin()
 	w.stats.reset()
 	w.pendingDelta = 0
 	b := buckets{
@@ -321,6 +351,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		nonceExpiry: tx.Bucket(bucketNonceExpiry),
 		stats:       tx.Bucket(bucketStats),
 		pending:     tx.Bucket(bucketPending),
+		index:       spilledBuckets(tx),
 	}
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
@@ -334,6 +365,12 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		r.res, r.err = ApplyResult{}, nil
 		if r.fn != nil {
 			if err := r.fn(tx); err != nil {
+				return &requestError{i: i, err: err}
+			}
+			continue
+		}
+		if r.statsFn != nil {
+			if err := r.statsFn(tx, &w.stats); err != nil {
 				return &requestError{i: i, err: err}
 			}
 			continue
@@ -352,11 +389,15 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 	if err := addPendingCount(tx.Bucket(bucketMeta), w.pendingDelta); err != nil {
 		return err
 	}
+	if err := w.s.nonces.flush(tx); err != nil {
+		return err
+	}
 	return w.stats.flush(b.stats)
 }
 
 type buckets struct {
 	messages, events, byTime, nonces, nonceExpiry, stats, pending *bolt.Bucket
+	index                                                         indexBuckets
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -364,25 +405,19 @@ type buckets struct {
 // the transaction goes on. An error returned means writes may have happened
 // and the batch must be retried without this request.
 func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, error) {
-	for _, n := range r.nonces {
-		if n.Value == "" {
-			continue
-		}
-		if v := b.nonces.Get([]byte(n.Value)); len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > w.now {
-			r.err = ErrReplayed
-			return cursor, nil
-		}
+	if w.checkNonces(r) {
+		return cursor, nil
 	}
 
 	ev := &r.ev
 	key := messageKey(ev.MessageUUID)
 	m := &w.msg
 	*m = Message{}
-	w.refs = w.refs[:0]
+	idx := &w.idx
+	idx.refs, idx.spilled = idx.refs[:0], false
 	exists := false
 	if v := b.messages.Get(key); v != nil {
-		var err error
-		if w.refs, err = decodeMessage(v, m, w.refs); err != nil {
+		if err := decodeMessage(v, m, idx); err != nil {
 			// Answer this request with the error; nothing was written yet.
 			r.err = fmt.Errorf("decode message %s: %w", ev.MessageUUID, err)
 			return cursor, nil
@@ -392,11 +427,9 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	if err := w.recordNonces(b, r); err != nil {
 		return cursor, err
 	}
-	for _, ref := range w.refs {
-		if ref.hash == r.hash {
-			r.res = ApplyResult{Cursor: ref.cursor, Duplicate: true, Message: cloneMessage(m), PreviousStatus: m.Status}
-			return cursor, nil
-		}
+	if dup, ok := findDuplicate(b.index, key, idx, r.hash); ok {
+		r.res = ApplyResult{Cursor: dup, Duplicate: true, Message: cloneMessage(m), PreviousStatus: m.Status}
+		return cursor, nil
 	}
 
 	before := contributionOf(m)
@@ -404,12 +437,14 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	cursor++
 	ev.Cursor = cursor
 	m.Fold(ev)
-	w.refs = append(w.refs, eventRef{cursor: cursor, hash: r.hash})
+	if err := b.index.add(indexPrefix(key), idx, eventRef{cursor: cursor, hash: r.hash}); err != nil {
+		return cursor, err
+	}
 
 	if err := b.events.Put(u64key(cursor), r.evBytes); err != nil {
 		return cursor, fmt.Errorf("put event: %w", err)
 	}
-	w.buf = encodeMessage(w.buf[:0], m, w.refs)
+	w.buf = encodeMessage(w.buf[:0], m, idx)
 	// bbolt keeps a reference to the value until commit: it cannot be a
 	// reused buffer.
 	if err := b.messages.Put(key, bytes.Clone(w.buf)); err != nil {
@@ -443,21 +478,18 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	return cursor, nil
 }
 
-func (w *writerState) recordNonces(b *buckets, r *request) error {
-	for _, n := range r.nonces {
-		if n.Value == "" {
-			continue
-		}
-		exp := uint64(n.ExpiresAt.UnixNano())
-		if err := b.nonces.Put([]byte(n.Value), u64key(exp)); err != nil {
-			return fmt.Errorf("put nonce: %w", err)
-		}
-		k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(n.Value)), exp)
-		if err := b.nonceExpiry.Put(append(k, n.Value...), nil); err != nil {
-			return fmt.Errorf("put nonce expiry: %w", err)
+// findDuplicate returns the cursor of the message's event with content hash
+// h: a scan of the inline entries, or one lookup once the index spilled.
+func findDuplicate(ib indexBuckets, key []byte, idx *eventIndex, h uint64) (uint64, bool) {
+	if idx.spilled {
+		return ib.find(indexPrefix(key), h)
+	}
+	for _, ref := range idx.refs {
+		if ref.hash == h {
+			return ref.cursor, true
 		}
 	}
-	return nil
+	return 0, false
 }
 
 // cloneMessage copies m so the caller's result shares nothing with the

@@ -27,7 +27,7 @@ func TestApplyConcurrent(t *testing.T) {
 			for i := range perWriter {
 				uuid := fmt.Sprintf("c-%d-%d", w, i/3)
 				_, err := s.Apply(context.Background(), ev(uuid, benchStatuses[i%3], int64(i%3+1)),
-					Nonce{fmt.Sprintf("n-%d-%d", w, i), time.Now().Add(time.Hour)})
+					Nonce{Value: fmt.Sprintf("n-%d-%d", w, i), ExpiresAt: time.Now().Add(time.Hour)})
 				if err != nil {
 					errs <- err
 				}
@@ -145,15 +145,23 @@ func TestOpenLocked(t *testing.T) {
 	}
 }
 
-func TestWriteBackup(t *testing.T) {
+// TestSnapshotBackup: a snapshot written out is a bbolt file and a store.
+func TestSnapshotBackup(t *testing.T) {
 	s := mustOpenStore(t)
 	for i := range 5 {
 		mustApply(t, s, ev(fmt.Sprintf("b%d", i), StatusDelivered, 0))
 	}
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
 	var buf bytes.Buffer
-	n, err := s.WriteBackup(&buf)
+	n, err := snap.WriteTo(&buf)
+	if cerr := snap.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil || n != int64(buf.Len()) || n == 0 {
-		t.Fatalf("WriteBackup = %d, %v; buffer %d bytes", n, err, buf.Len())
+		t.Fatalf("Snapshot.WriteTo = %d, %v; buffer %d bytes", n, err, buf.Len())
 	}
 	path := filepath.Join(t.TempDir(), "backup.db")
 	if err := writeFile(path, buf.Bytes()); err != nil {

@@ -15,8 +15,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -160,41 +158,22 @@ func (c *Client) Backup(ctx context.Context, path string) (BackupResult, error) 
 	}
 	defer resp.Body.Close()
 
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return res, fmt.Errorf("create backup file: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = f.Close()
-			_ = os.Remove(tmp)
+	err = storage.WriteFileAtomic(path, func(w io.Writer) error {
+		var err error
+		if res.Bytes, err = io.Copy(w, resp.Body); err != nil {
+			return fmt.Errorf("download backup: %w", err)
 		}
-	}()
-	if res.Bytes, err = io.Copy(f, resp.Body); err != nil {
-		return res, fmt.Errorf("download backup: %w", err)
-	}
-	if resp.ContentLength >= 0 && res.Bytes != resp.ContentLength {
-		return res, fmt.Errorf("download backup: got %d bytes, want %d", res.Bytes, resp.ContentLength)
-	}
-	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("sync backup file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return res, fmt.Errorf("close backup file: %w", err)
-	}
-	if res.Info, err = storage.VerifyBackup(tmp); err != nil {
+		if resp.ContentLength >= 0 && res.Bytes != resp.ContentLength {
+			return fmt.Errorf("download backup: got %d bytes, want %d", res.Bytes, resp.ContentLength)
+		}
+		return nil
+	}, func(tmp string) error {
+		var err error
+		res.Info, err = storage.VerifyBackup(tmp)
+		return err
+	})
+	if err != nil {
 		return res, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return res, fmt.Errorf("rename backup file: %w", err)
-	}
-	ok = true
-	// Make the rename itself durable.
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return res, nil
 }

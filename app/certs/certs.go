@@ -224,19 +224,15 @@ func redirectTarget(domains []string, listen, publicURL string) (host, port stri
 	return host, port
 }
 
-// TLSConfig returns the server TLS settings: TLS 1.2 or later, HTTP/1.1 (and
-// acme-tls/1 in acme mode), certificates chosen per handshake.
-func (m *Manager) TLSConfig() *tls.Config { return m.tlsConfig }
-
-// Listener wraps inner so every accepted connection speaks TLS.
-func (m *Manager) Listener(inner net.Listener) net.Listener {
+// listener wraps inner so every accepted connection speaks TLS.
+func (m *Manager) listener(inner net.Listener) net.Listener {
 	return tls.NewListener(inner, m.tlsConfig)
 }
 
-// HTTPHandler serves the plain-HTTP side: ACME HTTP-01 challenges in acme
+// httpHandler serves the plain-HTTP side: ACME HTTP-01 challenges in acme
 // mode, and a 308 redirect to HTTPS for everything else (308 rather than 301
 // so a POST callback sent to http:// is repeated as a POST).
-func (m *Manager) HTTPHandler() http.Handler {
+func (m *Manager) httpHandler() http.Handler {
 	redirect := http.HandlerFunc(m.redirect)
 	if m.issuer != nil {
 		return m.issuer.HTTPChallengeHandler(redirect)
@@ -281,7 +277,7 @@ func (m *Manager) Start(ctx context.Context, httpsLn net.Listener) (net.Listener
 func (m *Manager) StartOn(ctx context.Context, httpsLn, httpLn net.Listener) (net.Listener, error) {
 	if httpLn != nil {
 		m.httpServer = &http.Server{
-			Handler:           m.HTTPHandler(),
+			Handler:           m.httpHandler(),
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -315,7 +311,7 @@ func (m *Manager) StartOn(ctx context.Context, httpsLn, httpLn net.Listener) (ne
 		// Exits when ctx ends.
 		go m.pollFiles(ctx)
 	}
-	return m.Listener(httpsLn), nil
+	return m.listener(httpsLn), nil
 }
 
 // hostPort splits a bound TCP address.

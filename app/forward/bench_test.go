@@ -78,7 +78,15 @@ func benchForward(b *testing.B, rate int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st.SetOnApplied(func(storage.Applied) { m.Wake() })
+	applied, err := st.Applied()
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for range applied {
+			m.Wake()
+		}
+	}()
 	if err := m.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}

@@ -100,6 +100,15 @@ func BuildPayload(ev *storage.Event, msg *storage.Message) ([]byte, error) {
 // fold of the message's events up to it (events removed by retention are
 // missing from that fold).
 func messageAt(store *storage.Store, uuid string, cursor uint64) (storage.Event, storage.Message, error) {
+	// Usually the event is the message's newest: one page of one event,
+	// whatever the length of the history.
+	page, err := store.GetMessagePage(uuid, storage.EventPage{Limit: 1, Desc: true})
+	if err != nil {
+		return storage.Event{}, storage.Message{}, err
+	}
+	if len(page.Events) == 1 && page.Events[0].Cursor == cursor {
+		return page.Events[0], page.Message, nil
+	}
 	msg, events, err := store.GetMessage(uuid)
 	if err != nil {
 		return storage.Event{}, storage.Message{}, err

@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"plivo-dlr/internal/testsupport"
 	"plivo-dlr/storage"
 )
 
@@ -138,15 +139,29 @@ func (r *receiver) snapshot() []Payload {
 	return append([]Payload(nil), r.got...)
 }
 
-func waitFor(t testing.TB, what string, d time.Duration, ok func() bool) {
+// wakers holds, per store, the manager its applied events wake: a store's
+// feed has one consumer, and tests start a second manager on one store.
+var wakers sync.Map // *storage.Store → *atomic.Pointer[Manager]
+
+// wakeOnApplied makes st's stored events wake m (and no longer an earlier
+// manager of st), as the server does for its forwarder.
+func wakeOnApplied(t testing.TB, st *storage.Store, m *Manager) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	cur := &atomic.Pointer[Manager]{}
+	if v, loaded := wakers.LoadOrStore(st, cur); loaded {
+		v.(*atomic.Pointer[Manager]).Store(m)
+		return
 	}
+	cur.Store(m)
+	applied, err := st.Applied()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range applied {
+			cur.Load().Wake()
+		}
+	}()
 }
 
 func startManager(t testing.TB, st *storage.Store, sinks ...SinkConfig) *Manager {
@@ -155,7 +170,7 @@ func startManager(t testing.TB, st *storage.Store, sinks ...SinkConfig) *Manager
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.SetOnApplied(func(storage.Applied) { m.Wake() })
+	wakeOnApplied(t, st, m)
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +228,7 @@ func TestWebhookDeliversEverythingSignedInOrder(t *testing.T) {
 	// Events stored while running are woken, not polled.
 	more := storeMessages(t, st, 5, time.Time{})
 	want := 3 * (len(uuids) + len(more))
-	waitFor(t, "every event delivered", 10*time.Second, func() bool { return rcv.distinct() == want })
+	testsupport.WaitFor(t, 10*time.Second, "every event delivered", func() bool { return rcv.distinct() == want })
 	m.Stop()
 	if rcv.badSig.Load() != 0 {
 		t.Fatalf("%d deliveries failed signature verification", rcv.badSig.Load())
@@ -251,7 +266,7 @@ func TestWebhookRetriesUntilReceiverIsBack(t *testing.T) {
 	storeMessages(t, st, 30, time.Time{})
 	m := startManager(t, st, webhookSink(t, "app", rcv.srv.URL, secret))
 	defer m.Stop()
-	waitFor(t, "failed attempts", 5*time.Second, func() bool { return rcv.calls.Load() >= 10 })
+	testsupport.WaitFor(t, 5*time.Second, "failed attempts", func() bool { return rcv.calls.Load() >= 10 })
 	sts, err := m.Status()
 	if err != nil {
 		t.Fatal(err)
@@ -260,9 +275,9 @@ func TestWebhookRetriesUntilReceiverIsBack(t *testing.T) {
 		t.Fatalf("status while failing: %+v", s)
 	}
 	rcv.failing.Store(false)
-	waitFor(t, "every event delivered after recovery", 10*time.Second, func() bool { return rcv.distinct() == 90 })
+	testsupport.WaitFor(t, 10*time.Second, "every event delivered after recovery", func() bool { return rcv.distinct() == 90 })
 	checkOrder(t, rcv.snapshot())
-	waitFor(t, "status healthy", 5*time.Second, func() bool {
+	testsupport.WaitFor(t, 5*time.Second, "status healthy", func() bool {
 		sts, _ := m.Status()
 		return !sts[0].Failing && sts[0].Lag == 0 && sts[0].LastSuccess != nil
 	})
@@ -279,7 +294,7 @@ func TestRestartResumesWithSameIDs(t *testing.T) {
 	rcv := newReceiver(t, secret)
 	storeMessages(t, st, 200, time.Time{})
 	m := startManager(t, st, webhookSink(t, "app", rcv.srv.URL, secret))
-	waitFor(t, "some deliveries", 10*time.Second, func() bool { return rcv.distinct() >= 50 })
+	testsupport.WaitFor(t, 10*time.Second, "some deliveries", func() bool { return rcv.distinct() >= 50 })
 	m.Stop()
 	c1, _ := st.ForwardCursor("app")
 	if err := st.Close(); err != nil {
@@ -296,7 +311,7 @@ func TestRestartResumesWithSameIDs(t *testing.T) {
 	defer st.Close()
 	m = startManager(t, st, webhookSink(t, "app", rcv.srv.URL, secret))
 	defer m.Stop()
-	waitFor(t, "every event delivered after restart", 10*time.Second, func() bool { return rcv.distinct() == 600 })
+	testsupport.WaitFor(t, 10*time.Second, "every event delivered after restart", func() bool { return rcv.distinct() == 600 })
 	if c1 == 0 {
 		t.Fatal("no cursor saved before the stop")
 	}
@@ -316,7 +331,7 @@ func TestMaxAgeDeadLettersThenRetry(t *testing.T) {
 	sc.MaxAge = time.Hour + 300*time.Millisecond
 	m := startManager(t, st, sc)
 	defer m.Stop()
-	waitFor(t, "all dead-lettered", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "all dead-lettered", func() bool {
 		sts, _ := m.Status()
 		return sts[0].Dead == 9 && sts[0].Lag == 0
 	})
@@ -338,9 +353,9 @@ func TestMaxAgeDeadLettersThenRetry(t *testing.T) {
 	if err := m.Retry(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "dead letters delivered", 10*time.Second, func() bool { return rcv.distinct() == 9 })
+	testsupport.WaitFor(t, 10*time.Second, "dead letters delivered", func() bool { return rcv.distinct() == 9 })
 	checkOrder(t, rcv.snapshot())
-	waitFor(t, "dead letters removed", 5*time.Second, func() bool {
+	testsupport.WaitFor(t, 5*time.Second, "dead letters removed", func() bool {
 		sts, _ := m.Status()
 		return sts[0].Dead == 0
 	})
@@ -355,7 +370,7 @@ func TestReplayAndFilters(t *testing.T) {
 	sc.Statuses = []string{"delivered"}
 	m := startManager(t, st, sc)
 	defer m.Stop()
-	waitFor(t, "filtered delivery", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "filtered delivery", func() bool {
 		sts, _ := m.Status()
 		return rcv.distinct() == 10 && sts[0].Lag == 0
 	})
@@ -368,7 +383,7 @@ func TestReplayAndFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Cursors 26..30 are the last five deliveries.
-	waitFor(t, "replayed", 10*time.Second, func() bool { return len(rcv.snapshot()) == 15 })
+	testsupport.WaitFor(t, 10*time.Second, "replayed", func() bool { return len(rcv.snapshot()) == 15 })
 }
 
 func TestWebhookDoesNotFollowRedirectsAndLimitsBody(t *testing.T) {
@@ -463,12 +478,12 @@ func TestFailingMessageDelaysOnlyItself(t *testing.T) {
 	defer srv.Close()
 	m := startManager(t, st, webhookSink(t, "app", srv.URL, secret))
 	defer m.Stop()
-	waitFor(t, "other messages delivered", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "other messages delivered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) == 9
 	})
-	waitFor(t, "the poison event retried", 10*time.Second, func() bool { return poisonAttempts.Load() >= 3 })
+	testsupport.WaitFor(t, 10*time.Second, "the poison event retried", func() bool { return poisonAttempts.Load() >= 3 })
 	mu.Lock()
 	for u, s := range got {
 		if strings.Join(s, ",") != "queued,sent,delivered" {

@@ -8,6 +8,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"plivo-dlr/internal/testsupport"
 )
 
 // startNATS runs a real NATS server with JetStream in this process, on a
@@ -41,7 +43,7 @@ func TestNATSPublishesEveryEventOnceWithMsgID(t *testing.T) {
 		return SinkConfig{Name: "nats", Kind: "nats", Sink: n}
 	}
 	m := startManager(t, st, newSink())
-	waitFor(t, "lag 0", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "lag 0", func() bool {
 		sts, _ := m.Status()
 		return sts[0].Lag == 0
 	})
@@ -53,7 +55,7 @@ func TestNATSPublishesEveryEventOnceWithMsgID(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
-	waitFor(t, "lag 0 after replay", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "lag 0 after replay", func() bool {
 		sts, _ := m.Status()
 		return sts[0].Lag == 0
 	})
@@ -97,7 +99,7 @@ func TestNATSWrongTokenRetries(t *testing.T) {
 	n, _ := NewNATS(NATSOptions{URL: ns.ClientURL(), Stream: "S", SubjectPrefix: "p", Token: "wrong", Timeout: time.Second})
 	m := startManager(t, st, SinkConfig{Name: "nats", Kind: "nats", Sink: n})
 	defer m.Stop()
-	waitFor(t, "failing", 10*time.Second, func() bool {
+	testsupport.WaitFor(t, 10*time.Second, "failing", func() bool {
 		sts, _ := m.Status()
 		return sts[0].Failing && sts[0].Lag == 3
 	})

@@ -439,29 +439,70 @@ func appendSignatures(sigs []string, headers ...string) []string {
 	return sigs
 }
 
+// Finding classifies what Diagnose found, for callers that branch on it
+// (metrics labels, the health banner) rather than on the hint's wording.
+type Finding int
+
+// Findings of Diagnose.
+const (
+	// FoundNothing: no variant of the URL verifies with any token; the
+	// auth token is likely wrong, or the request is forged. Hint is "".
+	FoundNothing Finding = iota
+	// FoundUnsigned: no signature header came at all.
+	FoundUnsigned
+	// FoundNoToken: no auth token is configured, so nothing can verify.
+	FoundNoToken
+	// FoundBadURL: the configured (signed) URL does not parse.
+	FoundBadURL
+	// FoundBadHeaders: a nonce without its signature, or an empty nonce.
+	FoundBadHeaders
+	// FoundURLMismatch: the signature verifies with another URL, given in
+	// Diagnosis.URL; server.public_url (or the path) is likely wrong.
+	FoundURLMismatch
+	// FoundVerifiesAsIs: the signature verifies with the configured URL, so
+	// the failure came from elsewhere (such as a V3 nonce check).
+	FoundVerifiesAsIs
+	// FoundParamsDiffer: V2 verifies but V3 does not: the parameters differ
+	// from what Plivo signed.
+	FoundParamsDiffer
+)
+
+// Diagnosis is what Diagnose found about a failed Verify.
+type Diagnosis struct {
+	Finding Finding
+	// Scheme is the header set checked: SchemeV3 or SchemeV2; "" when the
+	// request was not signed or could not be checked.
+	Scheme string
+	// URL is the URL that would verify, for FoundURLMismatch: scheme, host,
+	// path (percent-encoded as Plivo would sign it) and query.
+	URL string
+	// Hint is a short explanation for the operator naming the header set and
+	// what to check, such as
+	//
+	//	v3 signature would verify with URL "https://hooks.example.com:8443/plivo/callback": check server.public_url
+	//
+	// "" for FoundNothing. It never contains a token.
+	Hint string
+}
+
 // Diagnose explains a failed Verify for the operator. It retries the check
 // with plausible variants of the URL — http/https, the port left out or made
 // explicit, requestHost (the Host header) instead of public_url's host, the
 // trailing slash toggled, the query dropped (V3), the path signed
-// percent-encoded instead of decoded — and returns a short hint naming the
-// header set checked and the URL that would verify, such as
-//
-//	v3 signature would verify with URL "https://hooks.example.com:8443/plivo/callback": check server.public_url
-//
-// It returns "" when nothing verifies: then the auth token is likely wrong.
-// The hint never contains a token. It costs up to a few hundred HMACs, so
-// callers should not run it for every failure of a flood.
-func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) string {
+// percent-encoded instead of decoded — and says which one would verify. It
+// costs up to a few hundred HMACs, so callers should not run it for every
+// failure of a flood.
+func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) Diagnosis {
 	h := trimHeaders(r.Headers)
 	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
-		return "no X-Plivo-Signature-V2 or -V3 header: the request was not signed by Plivo"
+		return Diagnosis{Finding: FoundUnsigned, Hint: "no X-Plivo-Signature-V2 or -V3 header: the request was not signed by Plivo"}
 	}
 	if len(v.tokens) == 0 {
-		return "no auth token configured: set plivo.auth_token"
+		return Diagnosis{Finding: FoundNoToken, Hint: "no auth token configured: set plivo.auth_token"}
 	}
 	u, err := url.Parse(r.URL)
 	if err != nil {
-		return "the signed URL does not parse: check server.public_url"
+		return Diagnosis{Finding: FoundBadURL, Hint: "the signed URL does not parse: check server.public_url"}
 	}
 	scheme, sigs, nonce := SchemeV2, splitSignatures(h.V2, h.MaV2), h.V2Nonce
 	if h.V3 != "" || h.MaV3 != "" || h.V3Nonce != "" {
@@ -469,9 +510,9 @@ func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) string
 	}
 	switch {
 	case len(sigs) == 0:
-		return scheme + " nonce header came without a " + scheme + " signature header"
+		return Diagnosis{Finding: FoundBadHeaders, Scheme: scheme, Hint: scheme + " nonce header came without a " + scheme + " signature header"}
 	case nonce == "":
-		return scheme + " signature came with an empty nonce header"
+		return Diagnosis{Finding: FoundBadHeaders, Scheme: scheme, Hint: scheme + " signature came with an empty nonce header"}
 	}
 	verifies := func(c *url.URL) bool {
 		if scheme == SchemeV3 {
@@ -484,14 +525,15 @@ func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) string
 			continue
 		}
 		if c.changes == 0 {
-			return scheme + " signature verifies with the configured URL: the failure was elsewhere"
+			return Diagnosis{Finding: FoundVerifiesAsIs, Scheme: scheme, Hint: scheme + " signature verifies with the configured URL: the failure was elsewhere"}
 		}
-		return fmt.Sprintf("%s signature would verify with URL %q%s", scheme, c.display, c.advice)
+		return Diagnosis{Finding: FoundURLMismatch, Scheme: scheme, URL: c.display,
+			Hint: fmt.Sprintf("%s signature would verify with URL %q%s", scheme, c.display, c.advice)}
 	}
 	if scheme == SchemeV3 && h.V2Nonce != "" && v.verifyV2(u, h) == nil {
-		return "v2 signature verifies but v3 does not: the parameters differ from what Plivo signed (check the body and its content type)"
+		return Diagnosis{Finding: FoundParamsDiffer, Scheme: scheme, Hint: "v2 signature verifies but v3 does not: the parameters differ from what Plivo signed (check the body and its content type)"}
 	}
-	return ""
+	return Diagnosis{Finding: FoundNothing, Scheme: scheme}
 }
 
 type urlVariant struct {

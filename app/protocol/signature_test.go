@@ -488,22 +488,24 @@ func TestSignatureDiagnose(t *testing.T) {
 		verifier    *SignatureVerifier
 		contains    []string // "" in want means an empty hint
 		wantNothing bool
+		finding     Finding
+		wantURL     string // Diagnosis.URL, for FoundURLMismatch
 	}{
-		{name: "wrong scheme", url: "http://hooks.example.com/plivo/status?tenant=acme", contains: []string{"v3 signature would verify with URL " + wantURL, "server.public_url"}},
-		{name: "port", url: "https://hooks.example.com:8443/plivo/status?tenant=acme", contains: []string{"v3 signature", wantURL}},
-		{name: "explicit default port", url: "https://hooks.example.com:443/plivo/status?tenant=acme", contains: []string{wantURL}},
-		{name: "trailing slash", url: "https://hooks.example.com/plivo/status/?tenant=acme", contains: []string{wantURL}},
-		{name: "host", url: "https://10.0.0.5:8080/plivo/status?tenant=acme", host: "hooks.example.com", contains: []string{wantURL, "Host header"}},
-		{name: "v2 port", url: "https://hooks.example.com:8443/plivo/status", headers: v2Only, contains: []string{`v2 signature would verify with URL "https://hooks.example.com/plivo/status"`}},
-		{name: "v2 host and scheme", url: "http://127.0.0.1:8080/plivo/status", host: "hooks.example.com", headers: v2Only, contains: []string{`"https://hooks.example.com/plivo/status"`}},
-		{name: "query left out", url: signed.URL, headers: SignatureHeaders{V3: noQuerySig, V3Nonce: signed.Headers.V3Nonce}, contains: []string{`"https://hooks.example.com/plivo/status"`, "query left out"}},
-		{name: "raw path", url: "https://hooks.example.com/st%C3%A4tus", headers: SignatureHeaders{V2: rawPathSig, V2Nonce: rawNonce}, contains: []string{"percent-encoded"}},
-		{name: "params changed", url: signed.URL, params: url.Values{"MessageUUID": {"other"}}, contains: []string{"v2 signature verifies but v3 does not"}},
-		{name: "empty nonce", url: signed.URL, headers: SignatureHeaders{V3: signed.Headers.V3}, contains: []string{"empty nonce"}},
-		{name: "no headers", url: signed.URL, headers: SignatureHeaders{}, contains: []string{"no X-Plivo-Signature"}},
-		{name: "wrong token", url: signed.URL, verifier: NewSignatureVerifier("MzY2ZjQxZTg5NjFiY2I2NWE1OTJkNWFlNzBiZjE5"), wantNothing: true},
-		{name: "wrong token and port", url: "https://hooks.example.com:8443/plivo/status?tenant=acme", host: "evil.example", verifier: NewSignatureVerifier("nope"), wantNothing: true},
-		{name: "odd host header ignored", url: "https://10.0.0.5/plivo/status?tenant=acme", host: "hooks.example.com/x?", wantNothing: true},
+		{name: "wrong scheme", url: "http://hooks.example.com/plivo/status?tenant=acme", contains: []string{"v3 signature would verify with URL " + wantURL, "server.public_url"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
+		{name: "port", url: "https://hooks.example.com:8443/plivo/status?tenant=acme", contains: []string{"v3 signature", wantURL}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
+		{name: "explicit default port", url: "https://hooks.example.com:443/plivo/status?tenant=acme", contains: []string{wantURL}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
+		{name: "trailing slash", url: "https://hooks.example.com/plivo/status/?tenant=acme", contains: []string{wantURL}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
+		{name: "host", url: "https://10.0.0.5:8080/plivo/status?tenant=acme", host: "hooks.example.com", contains: []string{wantURL, "Host header"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
+		{name: "v2 port", url: "https://hooks.example.com:8443/plivo/status", headers: v2Only, contains: []string{`v2 signature would verify with URL "https://hooks.example.com/plivo/status"`}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
+		{name: "v2 host and scheme", url: "http://127.0.0.1:8080/plivo/status", host: "hooks.example.com", headers: v2Only, contains: []string{`"https://hooks.example.com/plivo/status"`}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
+		{name: "query left out", url: signed.URL, headers: SignatureHeaders{V3: noQuerySig, V3Nonce: signed.Headers.V3Nonce}, contains: []string{`"https://hooks.example.com/plivo/status"`, "query left out"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
+		{name: "raw path", url: "https://hooks.example.com/st%C3%A4tus", headers: SignatureHeaders{V2: rawPathSig, V2Nonce: rawNonce}, contains: []string{"percent-encoded"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/st%C3%A4tus"},
+		{name: "params changed", url: signed.URL, params: url.Values{"MessageUUID": {"other"}}, contains: []string{"v2 signature verifies but v3 does not"}, finding: FoundParamsDiffer},
+		{name: "empty nonce", url: signed.URL, headers: SignatureHeaders{V3: signed.Headers.V3}, contains: []string{"empty nonce"}, finding: FoundBadHeaders},
+		{name: "no headers", url: signed.URL, headers: SignatureHeaders{}, contains: []string{"no X-Plivo-Signature"}, finding: FoundUnsigned},
+		{name: "wrong token", url: signed.URL, verifier: NewSignatureVerifier("MzY2ZjQxZTg5NjFiY2I2NWE1OTJkNWFlNzBiZjE5"), wantNothing: true, finding: FoundNothing},
+		{name: "wrong token and port", url: "https://hooks.example.com:8443/plivo/status?tenant=acme", host: "evil.example", verifier: NewSignatureVerifier("nope"), wantNothing: true, finding: FoundNothing},
+		{name: "odd host header ignored", url: "https://10.0.0.5/plivo/status?tenant=acme", host: "hooks.example.com/x?", wantNothing: true, finding: FoundNothing},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -522,7 +524,11 @@ func TestSignatureDiagnose(t *testing.T) {
 			if _, err := v.Verify(r); err == nil {
 				t.Fatal("Verify succeeded; the case must fail first")
 			}
-			hint := v.Diagnose(r, tt.host)
+			d := v.Diagnose(r, tt.host)
+			if d.Finding != tt.finding || d.URL != tt.wantURL {
+				t.Errorf("got finding %d, URL %q, want %d, %q (hint %q)", d.Finding, d.URL, tt.finding, tt.wantURL, d.Hint)
+			}
+			hint := d.Hint
 			if tt.wantNothing {
 				if hint != "" {
 					t.Fatalf("got %q, want \"\"", hint)

@@ -1,0 +1,139 @@
+package app
+
+import (
+	"plivo-dlr/app/protocol"
+
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"plivo-dlr/storage"
+)
+
+// signedHeaders signs a POST callback to cfg's callback URL with the given
+// nonces: V2 always, V3 (over form) when v3Nonce is set.
+func signedHeaders(tb testing.TB, cfg Config, v2Nonce, v3Nonce string, form url.Values) http.Header {
+	tb.Helper()
+	h := http.Header{}
+	sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), v2Nonce)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.Set(protocol.HeaderSignatureV2, sig)
+	h.Set(protocol.HeaderSignatureV2Nonce, v2Nonce)
+	if v3Nonce != "" {
+		sig, err := protocol.ComputeSignatureV3(string(cfg.Plivo.AuthToken), http.MethodPost, cfg.CallbackURL(), v3Nonce, form)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		h.Set(protocol.HeaderSignatureV3, sig)
+		h.Set(protocol.HeaderSignatureV3Nonce, v3Nonce)
+	}
+	return h
+}
+
+// postWith posts body to the callback path with headers h and returns the
+// status code and body.
+func postWith(tb testing.TB, d *dashServer, h http.Header, body string) (int, string) {
+	tb.Helper()
+	req, err := http.NewRequest(http.MethodPost, d.url(d.cfg.Plivo.CallbackPath), strings.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// A callback repeated with its nonce, byte for byte, is a retry (200,
+// duplicate), before and after a restart; the same headers with another
+// body are a replay (403) and store nothing.
+func TestCallbackRetryWithSameNonce(t *testing.T) {
+	d := startDashServer(t, nil)
+	const uuid = "0e3ab3f2-6f0e-11ef-9c4a-0242ac120002"
+	form := callbackForm(uuid, "delivered", "000", 3)
+	h := signedHeaders(t, d.cfg, "48291038475610293847", "", form)
+	for i := range 2 {
+		if code, body := postWith(t, d, h, form.Encode()); code != 200 {
+			t.Fatalf("post %d: %d %s, want 200", i+1, code, body)
+		}
+	}
+	if got := testutil.ToFloat64(d.srv.metrics.callbacks.WithLabelValues(resultDuplicate)); got != 1 {
+		t.Errorf("callbacks_total{result=duplicate} = %v, want 1", got)
+	}
+	forged := callbackForm(uuid, "undelivered", "30", 4)
+	if code, body := postWith(t, d, h, forged.Encode()); code != 403 || !strings.Contains(body, "nonce already used") {
+		t.Errorf("same V2 headers, other body: %d %s, want 403 nonce already used", code, body)
+	}
+	d.stop(t)
+	d.start(t, nil)
+	if code, body := postWith(t, d, h, form.Encode()); code != 200 {
+		t.Errorf("retry after restart: %d %s, want 200", code, body)
+	}
+	if code, _ := postWith(t, d, h, forged.Encode()); code != 403 {
+		t.Errorf("replay after restart: %d, want 403", code)
+	}
+	m, evs, err := d.store.GetMessage(uuid)
+	if err != nil || m.Status != storage.StatusDelivered || len(evs) != 1 {
+		t.Errorf("message = %s with %d events (%v), want delivered with 1", m.Status, len(evs), err)
+	}
+}
+
+// Issue 9 item 7a: a signed callback refused as malformed uses up its
+// nonce, so its V2 headers cannot be sent again with a body that parses.
+func TestCallbackMalformedConsumesNonce(t *testing.T) {
+	d := startDashServer(t, nil)
+	const uuid = "1f4bc403-6f0e-11ef-9c4a-0242ac120002"
+	bad := url.Values{"Status": {"delivered"}} // no MessageUUID
+	h := signedHeaders(t, d.cfg, "91827364550192837465", "", bad)
+	for i := range 2 {
+		if code, body := postWith(t, d, h, bad.Encode()); code != 400 {
+			t.Fatalf("malformed %d: %d %s, want 400", i+1, code, body)
+		}
+	}
+	good := callbackForm(uuid, "delivered", "000", 3)
+	if code, body := postWith(t, d, h, good.Encode()); code != 403 {
+		t.Errorf("headers of the malformed request with a valid body: %d %s, want 403", code, body)
+	}
+	if _, _, err := d.store.GetMessage(uuid); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("GetMessage = %v, want ErrNotFound", err)
+	}
+	if got := testutil.ToFloat64(d.srv.metrics.callbacks.WithLabelValues(resultReplayed)); got != 1 {
+		t.Errorf("callbacks_total{result=replayed} = %v, want 1", got)
+	}
+}
+
+// Issue 9 item 7b: plivo.require_v3 refuses V2-only callbacks; V3-signed
+// ones are stored.
+func TestCallbackRequireV3(t *testing.T) {
+	d := startDashServer(t, func(c *Config) { c.Plivo.RequireV3 = true })
+	const uuid = "2a5cd514-6f0e-11ef-9c4a-0242ac120002"
+	form := callbackForm(uuid, "queued", "", 1)
+	if code, body := postWith(t, d, signedHeaders(t, d.cfg, "11111111112222222222", "", form), form.Encode()); code != 403 || !strings.Contains(body, "require_v3") {
+		t.Errorf("V2-only with require_v3: %d %s, want 403 naming require_v3", code, body)
+	}
+	if _, _, err := d.store.GetMessage(uuid); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("after V2-only: GetMessage = %v, want ErrNotFound", err)
+	}
+	if code, body := postWith(t, d, signedHeaders(t, d.cfg, "33333333334444444444", "55555555556666666666", form), form.Encode()); code != 200 {
+		t.Errorf("V3-signed with require_v3: %d %s, want 200", code, body)
+	}
+	// Without require_v3 a V2-only callback is accepted.
+	d2 := startDashServer(t, nil)
+	if code, body := postWith(t, d2, signedHeaders(t, d2.cfg, "77777777778888888888", "", form), form.Encode()); code != 200 {
+		t.Errorf("V2-only without require_v3: %d %s, want 200", code, body)
+	}
+}
