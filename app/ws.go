@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -346,8 +347,25 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 			return cur, err
 		}
 		st.buf = st.buf[:0]
+		if st.mode == hub.Latest {
+			// A dashboard needs each message's state once per page: at the
+			// cursor of its last event in the page, in ascending order, so
+			// resuming from the highest cursor received still misses nothing.
+			last := make(map[string]uint64, len(states))
+			for _, ev := range events {
+				last[ev.MessageUUID] = ev.Cursor
+			}
+			kept := events[:0]
+			for _, ev := range events {
+				if last[ev.MessageUUID] == ev.Cursor {
+					kept = append(kept, ev)
+				}
+			}
+			cur = events[len(events)-1].Cursor
+			events = kept
+		}
 		for _, ev := range events {
-			cur = ev.Cursor
+			cur = max(cur, ev.Cursor)
 			m, ok := states[ev.MessageUUID]
 			if !ok {
 				continue // removed by retention since; nothing to show
@@ -358,12 +376,23 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 			}
 			st.buf = append(st.buf, wire...)
 		}
+		if h := replayPageHook.Load(); h != nil {
+			(*h)(len(events), len(states), len(st.buf))
+		}
+		if len(st.buf) == 0 {
+			st.last = cur
+			continue
+		}
 		if err := st.write(st.buf); err != nil {
 			return cur, errStreamDone
 		}
 		st.last = cur
 	}
 }
+
+// replayPageHook, when set (by tests), hears of every replay page: the
+// frames written, the message states read and the bytes sent.
+var replayPageHook atomic.Pointer[func(frames, states, bytes int)]
 
 // write sends pre-encoded frames in one call. Whole-frame writes are safe
 // beside the reader goroutine's control replies: net.Conn serialises

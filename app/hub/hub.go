@@ -277,6 +277,19 @@ func (h *Hub) encoder() {
 	}
 }
 
+// Resync says events were stored but never notified (the store's feed
+// dropped them): every subscriber is dropped and resumes from the
+// database, so none misses an event.
+func (h *Hub) Resync() {
+	h.mu.Lock()
+	h.gap = true
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
 // resync makes every subscriber fall behind its ring, so each is dropped
 // and resumes from the database: queued events were discarded.
 func (h *Hub) resync() {
