@@ -88,7 +88,7 @@ type loadResult struct {
 // random 20-digit nonces and V2 + V3 headers (and their Ma- twins) as
 // Plivo sends them.
 func runLoad(b *testing.B, addr string, clients, total int, runID string) loadResult {
-	return runLoadShape(b, addr, clients, total, runID, false)
+	return runLoadShape(b, addr, clients, total, runID, "v1x3")
 }
 
 // randomNonce returns a Plivo-like signature nonce: 20 random digits.
@@ -120,12 +120,15 @@ var benchMsgSeq atomic.Int64
 
 // buildLoad returns per-client callback sequences, total callbacks in all.
 // Each client sends whole messages, their callbacks in order (queued, sent,
-// delivered); worstCase makes every callback a new message under a random
-// version-4 UUID (one "delivered" callback per message).
-func buildLoad(seed uint64, clients, total int, worstCase bool) [][]benchCallback {
+// delivered). Shape "v4x1" makes every callback a new message under a
+// random version-4 UUID (one "delivered" callback per message), "in1" every
+// request an inbound SMS (version-1 UUID, Plivo's inbound fields, no
+// Status) posted to the same path.
+func buildLoad(seed uint64, clients, total int, shape string) [][]benchCallback {
 	const callbackURL = "https://hooks.example.com/plivo/callback"
+	worstCase, inbound := shape == "v4x1", shape == "in1"
 	statuses := []string{"queued", "sent", "delivered"}
-	if worstCase {
+	if worstCase || inbound {
 		statuses = statuses[2:]
 	}
 	out := make([][]benchCallback, clients)
@@ -159,6 +162,13 @@ func buildLoad(seed uint64, clients, total int, worstCase bool) [][]benchCallbac
 				if status == "delivered" {
 					form.Set("DeliveryReportTime", "2024-05-01 10:00:04.456789")
 				}
+				if inbound {
+					form = url.Values{
+						"MessageUUID": {uuid}, "From": {"447700900123"}, "To": {"14155550100"},
+						"Text": {"Yes, 7pm works. See you there!"}, "Type": {"sms"}, "Units": {"1"},
+						"TotalRate": {"0.00000"}, "TotalAmount": {"0.00000"}, "MessageIntent": {""}, "PowerpackUUID": {""},
+					}
+				}
 				cb := benchCallback{body: []byte(form.Encode()), v2Nonce: randomNonce(rng), v3Nonce: randomNonce(rng)}
 				cb.v2, _ = protocol.ComputeSignatureV2(benchToken, callbackURL, cb.v2Nonce)
 				cb.v3, _ = protocol.ComputeSignatureV3(benchToken, "POST", callbackURL, cb.v3Nonce, form)
@@ -170,9 +180,9 @@ func buildLoad(seed uint64, clients, total int, worstCase bool) [][]benchCallbac
 	return out
 }
 
-// runLoadShape is runLoad; worstCase makes every callback a new message
-// under a random version-4 UUID (one "delivered" callback per message).
-func runLoadShape(b *testing.B, addr string, clients, total int, runID string, worstCase bool) loadResult {
+// runLoadShape is runLoad with a traffic shape (see buildLoad): "v1x3" is
+// runLoad's, "v4x1" the worst case, "in1" inbound messages.
+func runLoadShape(b *testing.B, addr string, clients, total int, runID, shape string) loadResult {
 	b.Helper()
 	seed := uint64(time.Now().UnixNano())
 	for _, c := range runID {
@@ -180,7 +190,7 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 	}
 	// ns/op is not the figure (the rates are), so the build is not excluded
 	// from the benchmark timer; it is excluded from the rates.
-	return sendLoad(addr, buildLoad(seed, clients, total, worstCase))
+	return sendLoad(addr, buildLoad(seed, clients, total, shape))
 }
 
 // sendLoad sends each client's callbacks over its own keep-alive
@@ -247,7 +257,8 @@ func sendLoad(addr string, load [][]benchCallback) loadResult {
 }
 
 // BenchmarkIngest measures durable end-to-end ingestion (signed form
-// callbacks over loopback HTTP, fsync on, Plivo-shaped load) against two
+// callbacks over loopback HTTP, fsync on, Plivo-shaped load; shape=in1:
+// inbound messages on the same path) against two
 // baselines in the same run: a bare Fiber handler that only parses the form
 // (the framework's cost), and a minimal pipeline that parses the form,
 // verifies V2 and appends the event plus a time-index entry to bbolt with
@@ -269,11 +280,10 @@ func BenchmarkIngest(b *testing.B) {
 	for _, tc := range []struct {
 		shape   string
 		clients int
-	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}} {
+	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}, {"in1", 64}} {
 		clients := tc.clients
 		b.Run(fmt.Sprintf("shape=%s/clients=%d", tc.shape, clients), func(b *testing.B) {
 			total := max(b.N, 3*clients)
-			worst := tc.shape == "v4x1"
 			type server struct {
 				name    string
 				addr    string
@@ -297,7 +307,7 @@ func BenchmarkIngest(b *testing.B) {
 					if sv == product {
 						benchCommits.reset()
 					}
-					res := runLoadShape(b, sv.addr, clients, total, fmt.Sprintf("%s%s%d", runID, sv.name, r), worst)
+					res := runLoadShape(b, sv.addr, clients, total, fmt.Sprintf("%s%s%d", runID, sv.name, r), tc.shape)
 					if res.non200 > 0 {
 						b.Fatalf("%s: %d non-200 answers", sv.name, res.non200)
 					}

@@ -199,16 +199,25 @@ func TestSessionCookieFlags(t *testing.T) {
 // only its hash, logs nothing of it, and a restart keeps both.
 func TestSessionGeneratedPassword(t *testing.T) {
 	dir := t.TempDir()
-	store, err := storage.Open(filepath.Join(dir, "dlr.db"), storage.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	var store *storage.Store
 	cfg := dashConfig("127.0.0.1:1")
 	cfg.Dashboard.PasswordHash = ""
 	var logs bytes.Buffer
+	// newSrv starts the server as a process start would: on a freshly
+	// opened store (a store feeds its applied events to one server).
 	newSrv := func() *Server {
 		t.Helper()
+		if store != nil {
+			if err := store.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var err error
+		if store, err = storage.Open(filepath.Join(dir, "dlr.db"), storage.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		st := store
+		t.Cleanup(func() { st.Close() })
 		srv, err := NewServer(Options{Config: cfg, Store: store, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
 			t.Fatalf("new server: %v", err)

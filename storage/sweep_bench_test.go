@@ -101,8 +101,8 @@ func BenchmarkCommitAfterSweep(b *testing.B) {
 			copyFile(b, src, path)
 			// Kept across runs of the sub-benchmark (-count): fresh nonces
 			// and messages every time.
-			r := rand.New(rand.NewPCG(3, 4))
 			now := time.Now()
+			r := rand.New(rand.NewPCG(uint64(now.UnixNano()), 4))
 			i := 0
 			b.Run("op=apply/"+name, func(b *testing.B) {
 				s := mustOpenPath(b, path, Options{SyncFreelist: !noSync})
@@ -111,8 +111,9 @@ func BenchmarkCommitAfterSweep(b *testing.B) {
 				for b.Loop() {
 					i++
 					e := benchEvent(sweepBenchMessages+i, false, StatusQueued, now)
-					if _, err := s.Apply(context.Background(), e, Nonce{Value: randomNonce(r), ExpiresAt: now.Add(time.Hour)}); err != nil {
-						b.Fatal(err)
+					n := Nonce{Value: randomNonce(r), ExpiresAt: now.Add(time.Hour)}
+					if _, err := s.Apply(context.Background(), e, n); err != nil {
+						b.Fatalf("apply %d (nonce %s): %v", i, n.Value, err)
 					}
 				}
 				st := s.db.Stats()

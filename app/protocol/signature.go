@@ -78,7 +78,7 @@ type SignatureVerifier struct {
 	// lastURL caches the parse of the signed URL, which is the same public
 	// URL on every callback. The *url.URL is shared: read-only.
 	lastURL atomic.Pointer[parsedURL]
-	// bufs are scratch buffers for the signed strings.
+	// bufs are scratch buffers for matchAny.
 	bufs sync.Pool
 }
 
@@ -86,6 +86,9 @@ type parsedURL struct {
 	raw string
 	u   *url.URL
 }
+
+// matchBuf is the scratch space of one matchAny.
+type matchBuf struct{ msg, sum, b64 []byte }
 
 // NewSignatureVerifier returns a verifier accepting signatures made with any
 // of tokens. Empty strings are ignored; with no token nothing verifies.
@@ -101,21 +104,12 @@ func NewSignatureVerifier(tokens ...string) *SignatureVerifier {
 		v.tokens = append(v.tokens, tok)
 		v.macs = append(v.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, tok) }})
 	}
-	v.bufs.New = func() any { return new(verifyBuf) }
+	v.bufs.New = func() any { return new(matchBuf) }
 	return v
 }
 
-// verifyBuf is the scratch space of one verification.
-type verifyBuf struct {
-	signed []byte
-	keys   []string
-	sigs   []string
-	sum    []byte
-	b64    []byte
-}
-
 // parseURL parses the signed URL, reusing the last parse when it is the
-// same string (it is the configured public URL plus the callback path).
+// same string (the configured public URL plus the callback path).
 func (v *SignatureVerifier) parseURL(raw string) (*url.URL, error) {
 	if p := v.lastURL.Load(); p != nil && p.raw == raw {
 		return p.u, nil
@@ -166,61 +160,54 @@ func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
 }
 
 func (v *SignatureVerifier) verifyV3(u *url.URL, method string, params url.Values, h SignatureHeaders) error {
-	buf := v.bufs.Get().(*verifyBuf)
-	defer v.bufs.Put(buf)
-	buf.sigs = appendSignatures(buf.sigs[:0], h.V3, h.MaV3)
+	sigs := splitSignatures(h.V3, h.MaV3)
 	switch {
-	case len(buf.sigs) == 0:
+	case len(sigs) == 0:
 		return fmt.Errorf("v3 %w: nonce without signature", ErrBadSignature)
 	case h.V3Nonce == "":
 		return fmt.Errorf("v3 %w: empty nonce", ErrBadSignature)
 	}
-	buf.signed, buf.keys = appendSignedV3(buf.signed[:0], buf.keys[:0], u, method, params, h.V3Nonce, false)
-	if v.match(buf, buf.signed) {
-		return nil
+	if !v.matchAny(signedStringsV3(u, method, params, h.V3Nonce), sigs) {
+		return fmt.Errorf("v3 %w", ErrBadSignature)
 	}
-	// The SDKs' variants differ only for POST with a query in the URL (see
-	// signedStringsV3).
-	if method != "GET" && u.RawQuery != "" {
-		buf.signed, buf.keys = appendSignedV3(buf.signed[:0], buf.keys[:0], u, method, params, h.V3Nonce, true)
-		if v.match(buf, buf.signed) {
-			return nil
-		}
-	}
-	return fmt.Errorf("v3 %w", ErrBadSignature)
+	return nil
 }
 
 func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
-	buf := v.bufs.Get().(*verifyBuf)
-	defer v.bufs.Put(buf)
-	buf.sigs = appendSignatures(buf.sigs[:0], h.V2, h.MaV2)
+	sigs := splitSignatures(h.V2, h.MaV2)
 	if h.V2Nonce == "" {
 		return fmt.Errorf("v2 %w: empty nonce", ErrBadSignature)
 	}
-	buf.signed = appendSignedV2(buf.signed[:0], u, h.V2Nonce)
-	if !v.match(buf, buf.signed) {
+	var buf [2]string // on the stack: one callback, no allocation for the list
+	if !v.matchAny(appendSignedStringsV2(buf[:0], u, h.V2Nonce), sigs) {
 		return fmt.Errorf("v2 %w", ErrBadSignature)
 	}
 	return nil
 }
 
-// match reports whether some token's HMAC of signed equals one of buf.sigs,
-// without allocating. Every comparison is constant-time, and every token
-// is tried (which token matched is not revealed by timing).
-func (v *SignatureVerifier) match(buf *verifyBuf, signed []byte) bool {
+// matchAny reports whether some token's HMAC of some signed string equals
+// some provided signature. Every comparison is constant-time and every
+// token and string is tried. The HMAC states are pooled per token and the
+// digests built in pooled buffers, so a check allocates nothing.
+func (v *SignatureVerifier) matchAny(signed []string, sigs []string) bool {
+	buf := v.bufs.Get().(*matchBuf)
+	defer v.bufs.Put(buf)
 	ok := false
 	for _, pool := range v.macs {
 		mac := pool.Get().(hash.Hash)
-		mac.Reset()
-		mac.Write(signed)
-		buf.sum = mac.Sum(buf.sum[:0])
-		pool.Put(mac)
-		buf.b64 = base64.StdEncoding.AppendEncode(buf.b64[:0], buf.sum)
-		for _, got := range buf.sigs {
-			if constantTimeEqual(buf.b64, got) {
-				ok = true
+		for _, s := range signed {
+			mac.Reset()
+			buf.msg = append(buf.msg[:0], s...)
+			mac.Write(buf.msg)
+			buf.sum = mac.Sum(buf.sum[:0])
+			buf.b64 = base64.StdEncoding.AppendEncode(buf.b64[:0], buf.sum)
+			for _, got := range sigs {
+				if constantTimeEqual(buf.b64, got) {
+					ok = true
+				}
 			}
 		}
+		pool.Put(mac)
 	}
 	return ok
 }
@@ -235,24 +222,6 @@ func constantTimeEqual(a []byte, b string) bool {
 		d |= a[i] ^ b[i]
 	}
 	return d == 0
-}
-
-// matchAny reports whether some token's HMAC of some signed string equals
-// some provided signature. Every comparison is constant-time. Diagnose uses
-// it; Verify uses the allocation-free match.
-func (v *SignatureVerifier) matchAny(signed []string, sigs []string) bool {
-	ok := false
-	for _, tok := range v.tokens {
-		for _, s := range signed {
-			want := []byte(hmacBase64(tok, s))
-			for _, got := range sigs {
-				if hmac.Equal(want, []byte(got)) {
-					ok = true
-				}
-			}
-		}
-	}
-	return ok
 }
 
 // ComputeSignatureV2 returns Plivo's V2 signature of rawURL and nonce keyed by
@@ -275,7 +244,7 @@ func ComputeSignatureV3(token, method, rawURL, nonce string, params url.Values) 
 	if err != nil {
 		return "", fmt.Errorf("parse signed URL: %w", err)
 	}
-	return hmacBase64([]byte(token), signedStringV3(u, method, params, nonce, false)), nil
+	return hmacBase64([]byte(token), signedStringV3(u, method, params, nonce, v3Form{})), nil
 }
 
 func hmacBase64(token []byte, s string) string {
@@ -285,96 +254,166 @@ func hmacBase64(token []byte, s string) string {
 }
 
 func signedStringV2(u *url.URL, nonce string) string {
-	return string(appendSignedV2(nil, u, nonce))
+	return u.Scheme + "://" + u.Host + u.Path + nonce
 }
 
-func appendSignedV2(b []byte, u *url.URL, nonce string) []byte {
-	b = append(b, u.Scheme...)
-	b = append(b, "://"...)
-	b = append(b, u.Host...)
-	b = append(b, u.Path...)
-	return append(b, nonce...)
+// appendSignedStringsV2 appends the strings a V2 signature of u may cover:
+// plivo-go signs the percent-decoded path, Plivo's Node and Python SDKs the
+// path as written (uri-parser and urlparse keep its escapes). They differ
+// only when the path has escapes.
+func appendSignedStringsV2(dst []string, u *url.URL, nonce string) []string {
+	dst = append(dst, signedStringV2(u, nonce))
+	if raw := u.EscapedPath(); raw != u.Path {
+		dst = append(dst, u.Scheme+"://"+u.Host+raw+nonce)
+	}
+	return dst
 }
+
+// v3Form is one way of writing the string a V3 signature covers. The SDKs
+// disagree in three places, and the URL is ours and the parameters are
+// signed in every form, so each is accepted:
+//
+//   - rawPath: plivo-go signs the percent-decoded path; Plivo's Node
+//     (uri-parser) and Python (urlparse) SDKs the path as written, escapes
+//     kept (Go's EscapedPath, which is the received spelling whenever that
+//     is a valid escaping).
+//   - allValues: plivo-go signs the first value of a repeated key; Node and
+//     Python every value, sorted, each as key+value (key=value& in a
+//     query).
+//   - keepDots: for POST with a query string in the URL, plivo-go builds
+//     base?query.params and trims every trailing '.'; Python and Node keep
+//     them (and add the '.' only when both query and params are non-empty).
+//     The strings differ only when the last sorted value (or the query,
+//     when there are no params) ends in '.', or the query parses to nothing.
+type v3Form struct{ rawPath, allValues, keepDots bool }
 
 // signedStringsV3 returns the strings a V3 signature of this request may
-// cover. The SDKs disagree for POST with a query string in the URL: plivo-go
-// builds base?query.params and then trims every trailing '.', plivo-python
-// keeps them (and adds the '.' only when both query and params are
-// non-empty). Both yield the same string unless the last sorted value (or
-// the query, when there are no params) ends in '.', or the query parses to
-// nothing. The URL is ours and the parameters are signed either way, so we
-// accept both.
+// cover, plivo-go's first. A form is tried only where it can differ (an
+// escaped path, a repeated key, POST with a query), so a plain callback
+// costs one string.
 func signedStringsV3(u *url.URL, method string, params url.Values, nonce string) []string {
-	goStr := signedStringV3(u, method, params, nonce, false)
-	pyStr := signedStringV3(u, method, params, nonce, true)
-	if pyStr == goStr {
-		return []string{goStr}
+	raws, alls, dots := []bool{false}, []bool{false}, []bool{false}
+	if u.EscapedPath() != u.Path {
+		raws = append(raws, true)
 	}
-	return []string{goStr, pyStr}
-}
-
-// signedStringV3 follows plivo-go GenerateUrl + "." + nonce. With keepDots
-// it follows plivo-python's construct_post_url for POST with a query string
-// instead (the trailing-dot variant; the path and query parsing stay Go's).
-func signedStringV3(u *url.URL, method string, params url.Values, nonce string, keepDots bool) string {
-	b, _ := appendSignedV3(nil, nil, u, method, params, nonce, keepDots)
-	return string(b)
-}
-
-// appendSignedV3 appends signedStringV3's string to b; keys is scratch
-// space, returned for reuse.
-func appendSignedV3(b []byte, keys []string, u *url.URL, method string, params url.Values, nonce string, keepDots bool) ([]byte, []string) {
-	b = append(b, u.Scheme...)
-	b = append(b, "://"...)
-	b = append(b, u.Host...)
-	b = append(b, u.Path...)
-	switch {
-	case method == "GET":
-		p := firstValues(params)
-		q := firstValues(u.Query())
-		for k, v := range p {
-			q[k] = v
-		}
-		if len(params) > 0 || u.RawQuery != "" {
-			b = append(b, '?')
-		}
-		b = append(b, sortedPairs(q, "=", "&")...)
-	case u.RawQuery != "" && keepDots:
-		p := firstValues(params)
-		q := sortedPairs(firstValues(u.Query()), "=", "&")
-		ps := sortedPairs(p, "", "")
-		if q != "" || len(p) > 0 {
-			b = append(b, '?')
-		}
-		b = append(b, q...)
-		if q != "" && len(p) > 0 {
-			b = append(b, '.')
-		}
-		b = append(b, ps...)
-	case u.RawQuery != "":
-		s := "?" + sortedPairs(firstValues(u.Query()), "=", "&") + "." + sortedPairs(firstValues(params), "", "")
-		b = append(b, strings.TrimRight(s, ".")...)
-	default:
-		// The callback's case (POST, no query in the URL): the sorted
-		// parameters straight from params, without an intermediate map.
-		if len(params) > 0 {
-			b = append(b, '?')
-		}
-		keys = keys[:0]
-		for k := range params {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			b = append(b, k...)
-			if vs := params[k]; len(vs) > 0 {
-				b = append(b, vs[0]...)
+	if hasRepeats(params) || u.RawQuery != "" && hasRepeats(u.Query()) {
+		alls = append(alls, true)
+	}
+	if method != "GET" && u.RawQuery != "" {
+		dots = append(dots, true)
+	}
+	var out []string
+	for _, raw := range raws {
+		for _, all := range alls {
+			for _, dot := range dots {
+				s := signedStringV3(u, method, params, nonce, v3Form{rawPath: raw, allValues: all, keepDots: dot})
+				if !slices.Contains(out, s) {
+					out = append(out, s)
+				}
 			}
 		}
 	}
-	b = append(b, '.')
-	b = append(b, nonce...)
-	return b, keys
+	return out
+}
+
+// signedStringV3 follows plivo-go GenerateUrl + "." + nonce with the zero
+// form, and the Python/Node SDKs' construct_get_url / construct_post_url
+// with the form's choices (see v3Form).
+func signedStringV3(u *url.URL, method string, params url.Values, nonce string, f v3Form) string {
+	pairs := func(v url.Values, kv, sep string) string {
+		if f.allValues {
+			return sortedAllPairs(v, kv, sep)
+		}
+		return sortedPairs(firstValues(v), kv, sep)
+	}
+	var b strings.Builder
+	b.WriteString(u.Scheme + "://" + u.Host)
+	if f.rawPath {
+		b.WriteString(u.EscapedPath())
+	} else {
+		b.WriteString(u.Path)
+	}
+	switch {
+	case method == "GET":
+		q := u.Query()
+		for k, vs := range params {
+			if f.allValues {
+				// Node concatenates the values of both; callers pass no
+				// params for GET, so Python's override never differs.
+				q[k] = append(q[k], vs...)
+			} else if len(vs) > 0 {
+				q[k] = []string{vs[0]}
+			} else {
+				q[k] = []string{""}
+			}
+		}
+		if len(params) > 0 || u.RawQuery != "" {
+			b.WriteByte('?')
+		}
+		b.WriteString(pairs(q, "=", "&"))
+	case u.RawQuery != "" && f.keepDots:
+		q := pairs(u.Query(), "=", "&")
+		ps := pairs(params, "", "")
+		if q != "" || len(params) > 0 {
+			b.WriteByte('?')
+		}
+		b.WriteString(q)
+		if q != "" && len(params) > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(ps)
+	case u.RawQuery != "":
+		s := "?" + pairs(u.Query(), "=", "&") + "." + pairs(params, "", "")
+		b.WriteString(strings.TrimRight(s, "."))
+	default:
+		if len(params) > 0 {
+			b.WriteByte('?')
+		}
+		b.WriteString(pairs(params, "", ""))
+	}
+	b.WriteByte('.')
+	b.WriteString(nonce)
+	return b.String()
+}
+
+// hasRepeats reports whether some key of v has more than one value.
+func hasRepeats(v url.Values) bool {
+	for _, vs := range v {
+		if len(vs) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedAllPairs is sortedPairs over every value: keys sorted, each key's
+// values sorted, one key+kv+value item per value (the Python and Node
+// SDKs' get_sorted_params_string / get_sorted_query_string).
+func sortedAllPairs(v url.Values, kv, sep string) string {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	first := true
+	for _, k := range keys {
+		vals := slices.Clone(v[k])
+		if len(vals) == 0 {
+			vals = []string{""}
+		}
+		sort.Strings(vals)
+		for _, val := range vals {
+			if !first {
+				b.WriteString(sep)
+			}
+			first = false
+			b.WriteString(k)
+			b.WriteString(kv)
+			b.WriteString(val)
+		}
+	}
+	return b.String()
 }
 
 // sortedPairs joins key+kv+value items, byte-wise sorted by key, with sep:
@@ -421,14 +460,6 @@ func trimHeaders(h SignatureHeaders) SignatureHeaders {
 // given header values, spaces trimmed.
 func splitSignatures(headers ...string) []string {
 	var sigs []string
-	for _, h := range headers {
-		sigs = appendSignatures(sigs, h)
-	}
-	return sigs
-}
-
-// appendSignatures appends splitSignatures(headers...) to sigs.
-func appendSignatures(sigs []string, headers ...string) []string {
 	for _, h := range headers {
 		for s := range strings.SplitSeq(h, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -488,10 +519,10 @@ type Diagnosis struct {
 // Diagnose explains a failed Verify for the operator. It retries the check
 // with plausible variants of the URL — http/https, the port left out or made
 // explicit, requestHost (the Host header) instead of public_url's host, the
-// trailing slash toggled, the query dropped (V3), the path signed
-// percent-encoded instead of decoded — and says which one would verify. It
-// costs up to a few hundred HMACs, so callers should not run it for every
-// failure of a flood.
+// trailing slash toggled, the query dropped (V3), leading path segments left
+// out (public_url carrying a path Plivo was not given) — and says which one
+// would verify. It costs up to a few hundred HMACs, so callers should not run
+// it for every failure of a flood.
 func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) Diagnosis {
 	h := trimHeaders(r.Headers)
 	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
@@ -518,7 +549,7 @@ func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) Diagno
 		if scheme == SchemeV3 {
 			return v.matchAny(signedStringsV3(c, r.Method, r.Params, nonce), sigs)
 		}
-		return v.matchAny([]string{signedStringV2(c, nonce)}, sigs)
+		return v.matchAny(appendSignedStringsV2(nil, c, nonce), sigs)
 	}
 	for _, c := range urlVariants(u, requestHost, scheme == SchemeV3) {
 		if !verifies(c.u) {
@@ -561,18 +592,24 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 	if requestHost != "" && requestHost != u.Host && validHost(requestHost) {
 		baseHosts = append(baseHosts, hostChoice{requestHost, true})
 	}
-	paths := []struct {
-		path string
-		raw  bool
-	}{{u.Path, false}, {toggleSlash(u.Path), false}}
-	if raw := u.EscapedPath(); raw != u.Path {
-		paths = append(paths, struct {
-			path string
-			raw  bool
-		}{raw, true}, struct {
-			path string
-			raw  bool
-		}{toggleSlash(raw), true})
+	// The path as is, its trailing slash toggled, and the path without its
+	// leading segments: with public_url "https://dlr.example.com/plivo/callback"
+	// the signed URL is .../plivo/callback/plivo/callback, while Plivo, told
+	// the URL by hand, signed .../plivo/callback. (The percent-encoded
+	// spelling of each is part of every check, see v3Form.)
+	type pathChoice struct {
+		path     string
+		dropped  bool // leading segments left out
+		shortcut int  // changes counted for it
+	}
+	paths := []pathChoice{{u.Path, false, 0}, {toggleSlash(u.Path), false, 1}}
+	for i, rest := 0, u.Path; i < maxDroppedSegments; i++ {
+		j := strings.IndexByte(strings.TrimPrefix(rest, "/"), '/')
+		if j < 0 {
+			break
+		}
+		rest = rest[j+1:]
+		paths = append(paths, pathChoice{rest, true, 1})
 	}
 	queries := []string{u.RawQuery}
 	if withQuery && u.RawQuery != "" {
@@ -587,12 +624,12 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 				for _, p := range paths {
 					for qi, q := range queries {
 						c := &url.URL{Scheme: scheme, Host: host, Path: p.path, RawQuery: q}
-						key := c.Scheme + "\x00" + c.Host + "\x00" + c.Path + "\x00" + c.RawQuery + fmt.Sprint(p.raw)
+						key := c.Scheme + "\x00" + c.Host + "\x00" + c.Path + "\x00" + c.RawQuery
 						if seen[key] {
 							continue
 						}
 						seen[key] = true
-						n := 0
+						n := p.shortcut
 						advice := ": check server.public_url"
 						if si > 0 {
 							n++
@@ -604,19 +641,14 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 							n++
 							advice = " (the Host header's host): check server.public_url"
 						}
-						if p.path != u.Path && !p.raw || p.raw && p.path != u.EscapedPath() {
-							n++
+						if p.dropped {
+							advice = " (a shorter path): server.public_url is the scheme, host and port only (plus a prefix a proxy strips), plivo-dlr appends plivo.callback_path"
 						}
 						if qi > 0 {
 							n++
 							advice = " (query left out): check server.public_url and the callback URL set at Plivo"
 						}
 						display := scheme + "://" + host + (&url.URL{Path: p.path}).EscapedPath()
-						if p.raw {
-							n++
-							display = scheme + "://" + host + p.path
-							advice = " if Plivo signs the percent-encoded path: avoid escapes in plivo.callback_path"
-						}
 						if q != "" {
 							display += "?" + q
 						}
@@ -629,6 +661,9 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].changes < out[j].changes })
 	return out
 }
+
+// maxDroppedSegments bounds the leading path segments Diagnose leaves out.
+const maxDroppedSegments = 4
 
 // hostVariants returns host as is, without its port, and with the scheme's
 // default port made explicit.
