@@ -327,7 +327,10 @@ func signedStringV3(u *url.URL, method string, params url.Values, nonce string, 
 		return sortedPairs(firstValues(v), kv, sep)
 	}
 	var b strings.Builder
-	b.WriteString(u.Scheme + "://" + u.Host)
+	b.Grow(256)
+	b.WriteString(u.Scheme)
+	b.WriteString("://")
+	b.WriteString(u.Host)
 	if f.rawPath {
 		b.WriteString(u.EscapedPath())
 	} else {
@@ -365,11 +368,30 @@ func signedStringV3(u *url.URL, method string, params url.Values, nonce string, 
 	case u.RawQuery != "":
 		s := "?" + pairs(u.Query(), "=", "&") + "." + pairs(params, "", "")
 		b.WriteString(strings.TrimRight(s, "."))
-	default:
+	case f.allValues:
 		if len(params) > 0 {
 			b.WriteByte('?')
 		}
 		b.WriteString(pairs(params, "", ""))
+	default:
+		// Every callback's case (POST, no query in the URL, first values):
+		// sortedPairs(firstValues(params)) written straight from params,
+		// without the intermediate map and string.
+		if len(params) > 0 {
+			b.WriteByte('?')
+		}
+		var stack [32]string
+		keys := stack[:0]
+		for k := range params {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.WriteString(k)
+			if vs := params[k]; len(vs) > 0 {
+				b.WriteString(vs[0])
+			}
+		}
 	}
 	b.WriteByte('.')
 	b.WriteString(nonce)
