@@ -253,6 +253,8 @@ func (s *Server) consumeApplied(applied <-chan storage.Applied) {
 		if a.Missed > 0 {
 			s.log.Warn("dashboard and metrics fell behind ingestion: events not published",
 				"missed", a.Missed, "dropped_total", s.store.AppliedDropped())
+			// Stream clients resume from the database instead of missing them.
+			s.hub.Resync()
 		}
 		s.publish(a)
 	}
