@@ -524,15 +524,23 @@ func TestDashboardSendAndTextSearch(t *testing.T) {
 		t.Errorf("sent row %q lacks the formatted number or the text", row)
 	}
 
-	for _, q := range []string{"parcel", "+44 7700 900555", u[:8]} {
+	// The sandbox may answer with an inbound reply from the same number:
+	// a number search finds it too (its other party is that number), the
+	// text and UUID searches do not.
+	for _, c := range []struct {
+		q          string
+		onlyTheOne bool
+	}{{"parcel", true}, {"+44 7700 900555", false}, {u[:8], true}} {
+		q := c.q
 		within(t, ctx, 10*time.Second, "search "+q,
 			chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
 			chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), q+kb.Enter),
 			// The rows of the previous search stay while the next loads:
 			// wait for this search's own answer.
-			chromedp.Poll[chromedp.Void](fmt.Sprintf(`(() => { const rs = document.querySelectorAll("#messages tbody tr");
-  return location.hash.includes(%q) && !document.querySelector("#messages").ariaBusy && rs.length === 1 && rs[0].dataset.uuid === %q; })()`,
-				url.Values{"q": {q}}.Encode(), u), chromedp.WithPollingTimeout(5*time.Second)),
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`(() => { const rs = [...document.querySelectorAll("#messages tbody tr")];
+  const ok = %t ? rs.length === 1 : rs.every((r) => r.querySelector("td.number").dataset.number === "447700900555");
+  return location.hash.includes(%q) && !document.querySelector("#messages").ariaBusy && ok && rs.some((r) => r.dataset.uuid === %q); })()`,
+				c.onlyTheOne, url.Values{"q": {q}}.Encode(), u), chromedp.WithPollingTimeout(5*time.Second)),
 		)
 		if loc := browserValue(t, ctx, "URL", chromedp.Location()); !strings.Contains(loc, "q=") {
 			t.Errorf("search %q: URL %s does not name it", q, loc)
@@ -545,7 +553,7 @@ func TestDashboardSendAndTextSearch(t *testing.T) {
 	within(t, ctx, 10*time.Second, "a text search with no match says so",
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
 		chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), "nonexistent words"+kb.Enter),
-		chromedp.Poll[chromedp.Void](`document.querySelector("#list-state").textContent.startsWith("No message matches. Searched in the 6 most recent messages (all).")`,
+		chromedp.Poll[chromedp.Void](`/^No message matches\. Searched in the [67] most recent messages \(all\)\.$/.test(document.querySelector("#list-state").textContent)`,
 			chromedp.WithPollingTimeout(5*time.Second)),
 	)
 }

@@ -115,27 +115,42 @@ function writeURL(push, keepPushed = true) {
 }
 
 // ---------- list ----------
+// isInbound: a message sent to our number (status "received").
+const isInbound = (m) => m.direction === "inbound" || m.status === "received";
+// otherParty is the number we talk to; ourNumber is ours.
+const otherParty = (m) => (isInbound(m) ? m.from : m.to);
+const ourNumber = (m) => (isInbound(m) ? m.to : m.from);
+const digitsOf = (s) => (s || "").replace(/[^0-9]/g, "");
+
 function rowFor(m) {
   const failed = FAILED.includes(m.status) || hasError(m.error_code);
+  const inbound = isInbound(m);
   const tr = el("tr", {
     "data-uuid": m.message_uuid, "data-status": m.status, "data-first-seen": m.first_seen,
-    tabindex: "-1", class: failed ? "is-failed" : null,
+    "data-direction": inbound ? "inbound" : "outbound",
+    tabindex: "-1", class: [failed ? "is-failed" : "", inbound ? "inbound" : ""].join(" ").trim() || null,
   });
   const err = shortError(m.error_code);
   const errTitle = errorWords(m.error_code) || null;
   const text = (m.text || "").slice(0, 80);
+  const other = otherParty(m);
   tr.append(
-    el("td", { class: "status-cell" }, statusBadge(m.status)),
-    el("td", { class: "number" },
-      phone(m.to),
-      phoneCountryCode(m.to) ? el("span", { class: "cc", text: phoneCountryCode(m.to) }) : null,
-      // On phones the error column is hidden: its words go under the number.
-      err ? el("span", { class: "sub narrow-only error-words", title: errTitle, text: err }) : null),
+    el("td", { class: "status-cell" }, statusBadge(m.status),
+      inbound ? el("span", { class: "dir", title: "inbound: sent to your number", text: " ⬅ in" }) : null),
+    // data-number lets inbound.js mark opted-out numbers.
+    el("td", { class: "number", "data-number": digitsOf(other) },
+      phone(other),
+      phoneCountryCode(other) ? el("span", { class: "cc", text: phoneCountryCode(other) }) : null,
+      // On phones the error and text columns are hidden: the error's words,
+      // or what they wrote to us, go under the number.
+      err ? el("span", { class: "sub narrow-only error-words", title: errTitle, text: err }) : null,
+      inbound && text ? el("span", { class: "sub narrow-only", text }) : null),
     el("td", { class: "wide error-cell" }, err ? el("span", { class: "error-words", title: errTitle, text: err }) : null),
-    el("td", { class: "wide text-cell", title: m.text || null, text }),
+    el("td", { class: "wide text-cell", title: m.text || null },
+      inbound ? el("span", { class: "inbound-text", text: m.text || "" }) : text),
     el("td", { class: "time-cell" }, relTime(m.last_seen || m.first_seen)),
     el("td", { class: "wide time-cell" }, relTime(m.first_seen)),
-    el("td", { class: "wide" }, phone(m.from)),
+    el("td", { class: "wide", "data-number": digitsOf(ourNumber(m)) }, phone(ourNumber(m))),
   );
   if (m.message_uuid === state.detailUUID) tr.classList.add("selected"), tr.setAttribute("aria-current", "true");
   return tr;
@@ -482,10 +497,21 @@ function renderDetail() {
   const out = [];
 
   // Headline: status and the error, the two things one opens a message for.
+  const other = otherParty(m);
   const head = el("div", { class: "detail-status" }, statusBadge(m.status), " ",
-    el("span", { class: "detail-number" }, phone(m.to)), " ",
-    phoneCountry(m.to) ? el("span", { class: "muted", text: phoneCountry(m.to) }) : null);
+    isInbound(m) ? el("span", { class: "muted", text: "from" }) : null,
+    el("span", { class: "detail-number" }, phone(other)), " ",
+    phoneCountry(other) ? el("span", { class: "muted", text: phoneCountry(other) }) : null);
   out.push(head);
+  if (digitsOf(other)) {
+    // The conversation view is inbound.js's; it listens for this event.
+    const conv = el("button", { type: "button", class: "link open-conversation", "data-number": digitsOf(other), text: `Conversation with ${formatPhone(other)}` });
+    conv.addEventListener("click", () => {
+      closeDetail();
+      document.dispatchEvent(new CustomEvent("plivo-dlr:open-conversation", { detail: { number: digitsOf(other) } }));
+    });
+    out.push(el("p", { class: "conv-link" }, conv));
+  }
   if (hasError(m.error_code)) {
     const advice = errorAdvice(m.error_code);
     out.push(el("div", { class: "error-box", role: "note" },
@@ -517,6 +543,8 @@ function renderDetail() {
   add("Message UUID", el("code", { class: "uuid", text: m.message_uuid }), " ", copyButton(m.message_uuid, "message UUID"));
   add("To", phone(m.to), " ", copyButton(m.to, "to number"));
   add("From", m.from ? phone(m.from) : "", " ", m.from ? copyButton(m.from, "from number") : null);
+  add("Direction", isInbound(m) ? "inbound (sent to your number)" : "outbound");
+  add("Intent", m.intent || "");
   add("Type", m.type);
   if (m.text) add("Text", el("span", { class: "msg-text", text: m.text }));
   add("Units", m.units ? String(m.units) : "");
