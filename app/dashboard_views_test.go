@@ -704,3 +704,33 @@ func TestDashboardEmptyStates(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#filters-clear`)),
 	)
 }
+
+// TestDashboardDirectionFilter lists inbound or outbound messages only;
+// the URL names the choice and a live row of the other way stays out.
+func TestDashboardDirectionFilter(t *testing.T) {
+	d := startDashServer(t, nil)
+	out := seedMessages(t, d, 3)
+	in := uuid.Must(uuid.NewUUID()).String()
+	d.sendInbound(t, in, "447700900123", "14155550100", "See you at 5", "")
+	ctx := newBrowser(t)
+	defer failureScreenshot(t, ctx)
+	loginBrowser(t, ctx, d)
+	choose := func(dir string) chromedp.Action[chromedp.Void] {
+		return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector('#filters [name=direction]'); s.value = %q; s.dispatchEvent(new Event("change", { bubbles: true })); })()`, dir))
+	}
+	rowsAre := func(want ...string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](fmt.Sprintf(`!document.querySelector("#messages").ariaBusy && [...document.querySelectorAll("#messages tbody tr")].map((r) => r.dataset.uuid).join(",") === %q`,
+			strings.Join(want, ",")), chromedp.WithPollingTimeout(5*time.Second))
+	}
+	within(t, ctx, 10*time.Second, "inbound only",
+		chromedp.WaitVisible(chromedp.CSS(`tr[data-uuid="`+in+`"]`)),
+		choose("inbound"), rowsAre(in),
+		chromedp.Poll[chromedp.Void](`location.hash.includes("direction=inbound")`, chromedp.WithPollingTimeout(time.Second)),
+	)
+	// A live outbound update does not join the inbound list.
+	d.sendCallback(t, out[0], "delivered", "000", 9)
+	within(t, ctx, 10*time.Second, "outbound only",
+		chromedp.Sleep(300*time.Millisecond), rowsAre(in),
+		choose("outbound"), rowsAre(out[2], out[1], out[0]),
+	)
+}

@@ -12,8 +12,9 @@ const FAILED = ["undelivered", "failed", "rejected"];
 const nf = new Intl.NumberFormat();
 
 // The list filters, as named in the URL: q (number, UUID prefix or text),
-// status, from and to (dates, in the browser's zone), err (error code).
-const FILTER_KEYS = ["q", "status", "from", "to", "err"];
+// status, direction (inbound, outbound), from and to (dates, in the
+// browser's zone), err (error code).
+const FILTER_KEYS = ["q", "status", "direction", "from", "to", "err"];
 function noFilters() { return Object.fromEntries(FILTER_KEYS.map((k) => [k, ""])); }
 
 const state = {
@@ -170,6 +171,7 @@ function matchesFilters(m) {
     const terminal = TERMINAL.includes(m.status);
     if (f.status === "pending" ? terminal : m.status !== f.status) return false;
   }
+  if (f.direction && (isInbound(m) ? "inbound" : "outbound") !== f.direction) return false;
   const { since, until } = filterTimes(f);
   const first = new Date(m.first_seen);
   if (since && first < since) return false;
@@ -256,6 +258,7 @@ async function loadPage(reset) {
     const p = new URLSearchParams({ limit: text ? String(TEXT_PAGE) : "50" });
     if (f.q && !isTextQuery(f.q)) p.set("q", f.q);
     if (f.status) p.set("status", f.status);
+    if (f.direction) p.set("direction", f.direction);
     const { since, until } = filterTimes(f);
     if (since) p.set("since", since.toISOString());
     if (until) p.set("until", until.toISOString());
