@@ -67,7 +67,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("%s: %s: %s; stop here and restore the newest backup over this file "+
+	return fmt.Sprintf("%s: %s: %s; restore the newest backup over this file "+
 		"(made by `plivo-dlr backup --out FILE`), or move the file away to start an empty database",
 		e.Path, ErrCorruptFile, e.Problem)
 }
