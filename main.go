@@ -345,7 +345,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	app.TuneGC(getenv)
 	logger := newLogger(cfg.Log, stderr, getenv("JOURNAL_STREAM") != "")
 	for _, w := range app.UnknownEnv(environ(), cliEnv...) {
-		logger.Warn(w)
+		logger.Warn("environment variable ignored", "problem", w)
 	}
 
 	var (

@@ -234,6 +234,10 @@ func TestBinaryReadyzOnFullDisk(t *testing.T) {
 	if code := p.readyz(t); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz on a full disk with callbacks refused: %d, want 503", code)
 	}
+	// A backup's temporary copy would take the last space: refused.
+	if code := p.getJSON(t, "/api/backup", testAPIToken, nil); code != http.StatusInsufficientStorage {
+		t.Errorf("GET /api/backup on a full disk: %d, want 507", code)
+	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}

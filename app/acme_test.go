@@ -269,7 +269,7 @@ func TestACMEEndToEnd(t *testing.T) {
 	}
 
 	t.Run("signed callback over HTTPS", func(t *testing.T) {
-		form := url.Values{"MessageUUID": {"acme-e2e-0001"}, "Status": {"delivered"}, "To": {"14155550100"}, "From": {"14155550199"}}
+		form := url.Values{"MessageUUID": {"ac3e0001-2f61-11ef-a3d5-0242ac120003"}, "Status": {"delivered"}, "To": {"14155550100"}, "From": {"14155550199"}}
 		nonce := "acme-e2e-nonce-1"
 		sig, err := protocol.ComputeSignatureV2(string(cfg.Plivo.AuthToken), cfg.CallbackURL(), nonce)
 		if err != nil {
@@ -291,7 +291,7 @@ func TestACMEEndToEnd(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("callback status: got %d (%s), want 200", resp.StatusCode, body)
 		}
-		msg, _, err := ts.store.GetMessage("acme-e2e-0001")
+		msg, _, err := ts.store.GetMessage("ac3e0001-2f61-11ef-a3d5-0242ac120003")
 		if err != nil {
 			t.Fatalf("stored message: %v", err)
 		}

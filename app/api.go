@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"plivo-dlr/app/protocol"
 	"plivo-dlr/storage"
 )
 
@@ -56,8 +57,15 @@ func listFilterFromQuery(c *fiber.Ctx) (storage.ListFilter, error) {
 		return &httpError{Code: fiber.StatusBadRequest, Message: key + ": " + problem}
 	}
 	// A misspelt status would match nothing and look like "no messages".
-	if f.Status != "" && f.Status != storage.StatusPending && storage.StatusRank(f.Status) == 0 {
-		return f, bad("status", fmt.Sprintf("unknown status %q (one of queued, sent, delivered, undelivered, failed, rejected, read, pending)", f.Status))
+	if f.Status != "" && f.Status != storage.StatusPending && f.Status != storage.StatusReceived && storage.StatusRank(f.Status) == 0 {
+		return f, bad("status", fmt.Sprintf("unknown status %q (one of queued, sent, delivered, undelivered, failed, rejected, read, pending, received)", f.Status))
+	}
+	switch d := storage.Direction(c.Query("direction")); d {
+	case "", "both":
+	case storage.DirectionInbound, storage.DirectionOutbound:
+		f.Direction = d
+	default:
+		return f, bad("direction", fmt.Sprintf("must be inbound, outbound or both (got %s)", quoteShort(string(d))))
 	}
 	var err error
 	if v := c.Query("since"); v != "" {
@@ -90,7 +98,17 @@ func listFilterFromQuery(c *fiber.Ctx) (storage.ListFilter, error) {
 }
 
 // parseTimeParam accepts RFC 3339 or a relative duration back from now ("24h").
+// A time the store cannot hold (outside 1677-09-21 .. 2262-04-11) is refused:
+// it would wrap around and match the wrong messages (since=3000-01-01 did).
 func parseTimeParam(v string) (time.Time, error) {
+	t, err := parseTimeValue(v)
+	if err == nil && !protocol.TimeInRange(t) {
+		return time.Time{}, errors.New("must lie between 1677-09-21 and 2262-04-11")
+	}
+	return t, err
+}
+
+func parseTimeValue(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 		return t.UTC(), nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ const applyTimeout = 6 * time.Second
 // first, then parsing, then a durable commit, and only then 200.
 func (s *Server) handleCallback(c *fiber.Ctx) error {
 	start := time.Now()
-	result, err := s.ingestCallback(c)
+	result, inbound, err := s.ingestCallback(c)
 	if s.cfg.Metrics.Enabled {
 		s.metrics.callbacks.WithLabelValues(result).Inc()
 		s.metrics.callbackDuration.Observe(time.Since(start).Seconds())
@@ -30,14 +31,18 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if inbound {
+		return answerInbound(c)
+	}
 	return c.SendString("OK")
 }
 
-// ingestCallback does the work of handleCallback and returns the result label.
-func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
+// ingestCallback does the work of handleCallback and returns the result
+// label and whether the body was an inbound message (answered in XML).
+func (s *Server) ingestCallback(c *fiber.Ctx) (string, bool, error) {
 	body := c.Body()
 	if len(body) > protocol.MaxCallbackBody {
-		return resultMalformed, &httpError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
+		return resultMalformed, false, &httpError{Code: fiber.StatusRequestEntityTooLarge, Message: "callback body too large"}
 	}
 	method := c.Method()
 	rawQuery := string(c.Request().URI().QueryString())
@@ -72,14 +77,14 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	verification, err := s.verifier.Verify(req)
 	if err != nil {
 		s.rejectSignature(c, req, err)
-		return resultInvalidSignature, &httpError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
+		return resultInvalidSignature, false, &httpError{Code: fiber.StatusForbidden, Message: "invalid signature", Err: err}
 	}
 	if refusal := s.checkScheme(c, verification); refusal != nil {
-		return resultInvalidSignature, refusal
+		return resultInvalidSignature, false, refusal
 	}
 	for _, n := range verification.Nonces {
 		if len(n) > storage.MaxNonceLen {
-			return resultMalformed, &httpError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
+			return resultMalformed, false, &httpError{Code: fiber.StatusBadRequest, Message: fmt.Sprintf("signature nonce longer than %d bytes", storage.MaxNonceLen)}
 		}
 	}
 	now := s.now()
@@ -87,11 +92,17 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.applyTimeout)
 	defer cancel()
 	if paramsErr != nil {
-		return s.refuseMalformed(ctx, c, nonces, paramsErr)
+		result, err := s.refuseMalformed(ctx, c, nonces, paramsErr)
+		return result, false, err
 	}
-	ev, err := protocol.ParseCallback(params)
+	// Delivery reports and inbound messages share the path.
+	ev, notes, err := protocol.ParsePostedNotes(params)
 	if err != nil {
-		return s.refuseMalformed(ctx, c, nonces, err)
+		result, err := s.refuseMalformed(ctx, c, nonces, err)
+		return result, false, err
+	}
+	if len(notes.UnparsedTimes) > 0 {
+		s.noteUnparsedTimes(ev, notes)
 	}
 
 	ev.ReceivedAt = now.UTC()
@@ -101,23 +112,24 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, error) {
 		if ok, suppressed := s.rejections.allow(now); ok {
 			s.log.Warn("callback rejected: nonce replayed", "message_uuid", clip(ev.MessageUUID), "remote_addr", c.IP(), "suppressed", suppressed)
 		}
-		return resultReplayed, &httpError{Code: fiber.StatusForbidden, Message: "nonce already used"}
+		return resultReplayed, false, &httpError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case errors.Is(err, storage.ErrNonceCapacity):
 		s.logNonceCapacity(now)
-		return resultError, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+		return resultError, false, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
 		// so the retry is not refused as a replay of its nonce.
-		return resultError, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+		return resultError, false, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
 	// The notifiers (stream, metrics) heard of this event from the store's
 	// writer, in cursor order, before Apply returned. res.Retry (the same
 	// signed request again, nonce included) is a duplicate too.
+	inbound := ev.Source == storage.SourceInbound
 	if res.Duplicate {
-		return resultDuplicate, nil
+		return resultDuplicate, inbound, nil
 	}
-	return resultStored, nil
+	return resultStored, inbound, nil
 }
 
 // rejectSignature logs a failed signature check with what the operator needs
@@ -160,4 +172,20 @@ func (s *Server) rejectSignature(c *fiber.Ctx, req protocol.SignedRequest, err e
 		attrs = append(attrs, "suppressed", suppressed)
 	}
 	s.log.Warn("callback rejected: bad signature", attrs...)
+}
+
+// noteUnparsedTimes counts and logs (sampled) timestamps stored empty because
+// their spelling is not one protocol.ParseTime reads: the report is kept
+// rather than refused, and the operator learns of a new Plivo spelling.
+func (s *Server) noteUnparsedTimes(ev storage.Event, notes protocol.ParseNotes) {
+	for _, f := range notes.UnparsedTimes {
+		s.metrics.unparsedTimes.WithLabelValues(f).Inc()
+	}
+	ok, suppressed := s.unparsedTimesLog.allow(s.now())
+	if !ok {
+		return
+	}
+	f := notes.UnparsedTimes[0]
+	s.log.Warn("callback stored without a time it could not read", "message_uuid", ev.MessageUUID,
+		"field", f, "value", strconv.Quote(clip(ev.Payload[f])), "fields", len(notes.UnparsedTimes), "suppressed", suppressed)
 }

@@ -1,12 +1,17 @@
 package app
 
 import (
+	"plivo-dlr/internal/testsupport"
+
 	"plivo-dlr/app/protocol"
 
 	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -135,5 +140,45 @@ func TestCallbackRequireV3(t *testing.T) {
 	d2 := startDashServer(t, nil)
 	if code, body := postWith(t, d2, signedHeaders(t, d2.cfg, "77777777778888888888", "", form), form.Encode()); code != 200 {
 		t.Errorf("V2-only without require_v3: %d %s, want 200", code, body)
+	}
+}
+
+// Issue 9 item 7b: once a V3-signed callback came, a V2-only one is
+// accepted but logged, since that is what a replay of captured V2 headers
+// after nonce_ttl looks like.
+func TestCallbackV2OnlyAfterV3Warns(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dashServer{addr: ln.Addr().String(), dbDir: t.TempDir()}
+	d.cfg = dashConfig(d.addr)
+	if d.store, err = storage.Open(filepath.Join(d.dbDir, "dlr.db"), storage.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testsupport.LockedBuffer{}
+	if d.srv, err = NewServer(Options{Config: d.cfg, Store: d.store, Logger: slog.New(slog.NewJSONHandler(logs, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	d.serveStop = testsupport.Serve(t, d.srv, ln, d.url("/healthz"))
+	t.Cleanup(func() { d.stop(t) })
+	const warning = "only a V2 signature although V3"
+	form := callbackForm("3b6de625-6f0e-11ef-9c4a-0242ac120002", "queued", "", 1)
+	if code, body := postWith(t, d, signedHeaders(t, d.cfg, "12121212121212121212", "", form), form.Encode()); code != 200 {
+		t.Fatalf("V2-only: %d %s", code, body)
+	}
+	if strings.Contains(logs.String(), warning) {
+		t.Errorf("warning before any V3 callback: %s", logs.String())
+	}
+	form = callbackForm("3b6de625-6f0e-11ef-9c4a-0242ac120002", "sent", "", 2)
+	if code, body := postWith(t, d, signedHeaders(t, d.cfg, "23232323232323232323", "34343434343434343434", form), form.Encode()); code != 200 {
+		t.Fatalf("V3: %d %s", code, body)
+	}
+	form = callbackForm("3b6de625-6f0e-11ef-9c4a-0242ac120002", "delivered", "000", 3)
+	if code, body := postWith(t, d, signedHeaders(t, d.cfg, "45454545454545454545", "", form), form.Encode()); code != 200 {
+		t.Fatalf("V2-only after V3: %d %s, want 200 (accepted without require_v3)", code, body)
+	}
+	if !strings.Contains(logs.String(), warning) {
+		t.Errorf("no warning for a V2-only callback after V3 ones; log: %s", logs.String())
 	}
 }

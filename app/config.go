@@ -443,6 +443,11 @@ func (c *Config) Validate() error {
 			// then cover the path twice and every callback be a 403.
 			want := strings.TrimSuffix(strings.TrimRight(c.Server.PublicURL, "/"), strings.TrimRight(c.Plivo.CallbackPath, "/"))
 			return bad("server.public_url", "must not include the callback path %s, which plivo-dlr appends: write %q (got %q)", c.Plivo.CallbackPath, want, c.Server.PublicURL)
+		case strings.Trim(u.Path, "/") != "" && c.TLSEnabled():
+			// A path prefix is served only behind a proxy that strips it
+			// (see publicPathPrefix); with TLS here, Plivo connects to
+			// plivo-dlr itself and nothing can strip it.
+			return bad("server.public_url", "a path prefix (%s) needs a reverse proxy in front that strips it, and with tls.mode = %s Plivo connects to plivo-dlr directly: remove the prefix, or terminate TLS at the proxy (tls.mode = off) (got %q)", u.Path, c.TLS.Mode, c.Server.PublicURL)
 		}
 	}
 	switch c.TLS.Mode {

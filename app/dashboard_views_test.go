@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"plivo-dlr/app/sandbox"
@@ -527,8 +528,11 @@ func TestDashboardSendAndTextSearch(t *testing.T) {
 		within(t, ctx, 10*time.Second, "search "+q,
 			chromedp.Evaluate[chromedp.Void](`document.querySelector("#filters [name=q]").value = ""`),
 			chromedp.SendKeys(chromedp.CSS(`#filters [name=q]`), q+kb.Enter),
-			chromedp.Poll[chromedp.Void](`(() => { const rs = document.querySelectorAll("#messages tbody tr"); return rs.length === 1 && rs[0].dataset.uuid === "`+u+`"; })()`,
-				chromedp.WithPollingTimeout(5*time.Second)),
+			// The rows of the previous search stay while the next loads:
+			// wait for this search's own answer.
+			chromedp.Poll[chromedp.Void](fmt.Sprintf(`(() => { const rs = document.querySelectorAll("#messages tbody tr");
+  return location.hash.includes(%q) && !document.querySelector("#messages").ariaBusy && rs.length === 1 && rs[0].dataset.uuid === %q; })()`,
+				url.Values{"q": {q}}.Encode(), u), chromedp.WithPollingTimeout(5*time.Second)),
 		)
 		if loc := browserValue(t, ctx, "URL", chromedp.Location()); !strings.Contains(loc, "q=") {
 			t.Errorf("search %q: URL %s does not name it", q, loc)

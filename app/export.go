@@ -21,6 +21,7 @@ var csvHeader = []string{
 	"message_uuid", "status", "error_code", "from", "to", "type", "units", "total_rate", "total_amount",
 	"mcc", "mnc", "parent_message_uuid", "part_info", "message_time", "queued_time", "sent_time",
 	"delivery_report_time", "first_seen", "last_seen", "event_count", "text", "media_urls",
+	"direction", "intent",
 }
 
 // csvRecord is one message as a CSV row matching csvHeader: times in
@@ -36,7 +37,7 @@ func csvRecord(rec []string, m *storage.Message) []string {
 		m.MessageUUID, m.Status, m.ErrorCode, m.From, m.To, m.Type, strconv.Itoa(m.Units), m.TotalRate, m.TotalAmount,
 		m.MCC, m.MNC, m.ParentMessageUUID, m.PartInfo, t(m.MessageTime), t(m.QueuedTime), t(m.SentTime),
 		t(m.DeliveryReportTime), t(&m.FirstSeen), t(&m.LastSeen), strconv.Itoa(m.EventCount), m.Text,
-		strings.Join(m.MediaURLs, " "),
+		strings.Join(m.MediaURLs, " "), m.Direction.String(), m.Intent,
 	)
 }
 

@@ -121,6 +121,7 @@ func parseCSVMessage(t *testing.T, header, row []string) storage.Message {
 			DeliveryReportTime: tm("delivery_report_time"),
 		},
 		Content: storage.Content{Text: f["text"]},
+		Inbound: storage.Inbound{Direction: storage.Direction(f["direction"]), Intent: f["intent"]},
 	}
 	if f["media_urls"] != "" {
 		m.MediaURLs = strings.Split(f["media_urls"], " ")

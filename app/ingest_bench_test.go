@@ -85,7 +85,7 @@ type loadResult struct {
 // message queued, sent, delivered in order, each callback with a fresh
 // random 20-digit nonce.
 func runLoad(b *testing.B, addr string, clients, total int, runID string) loadResult {
-	return runLoadShape(b, addr, clients, total, runID, false)
+	return runLoadShape(b, addr, clients, total, runID, "v1x3")
 }
 
 // randomNonce returns a Plivo-like signature nonce: 20 random digits.
@@ -103,9 +103,13 @@ func v4UUID(r *mrand.Rand) string {
 	return fmt.Sprintf("%08x-%04x-4%03x-%04x-%012x", uint32(a>>32), uint16(a>>16), uint16(a)&0xfff, uint16(c>>48)&0x3fff|0x8000, c&0xffffffffffff)
 }
 
-// runLoadShape is runLoad; worstCase makes every callback a new message
-// under a random version-4 UUID (one "delivered" callback per message).
-func runLoadShape(b *testing.B, addr string, clients, total int, runID string, worstCase bool) loadResult {
+// runLoadShape is runLoad with a traffic shape: "v1x3" is runLoad's, "v4x1"
+// makes every callback a new message under a random version-4 UUID (one
+// "delivered" callback per message), "in1" every request an inbound SMS
+// (version-1 UUID, Plivo's inbound fields, no Status) posted to the same
+// path.
+func runLoadShape(b *testing.B, addr string, clients, total int, runID, shape string) loadResult {
+	worstCase, inbound := shape == "v4x1", shape == "in1"
 	b.Helper()
 	seed := uint64(time.Now().UnixNano())
 	for _, c := range runID {
@@ -118,7 +122,7 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 	var non200 atomic.Int64
 	var msgSeq atomic.Int64
 	statuses := []string{"queued", "sent", "delivered"}
-	if worstCase {
+	if worstCase || inbound {
 		statuses = statuses[2:]
 	}
 	var wg sync.WaitGroup
@@ -156,6 +160,13 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 					if status == "delivered" {
 						form.Set("DeliveryReportTime", "2024-05-01 10:00:04.456789")
 					}
+					if inbound {
+						form = url.Values{
+							"MessageUUID": {uuid}, "From": {"447700900123"}, "To": {"14155550100"},
+							"Text": {"Yes, 7pm works. See you there!"}, "Type": {"sms"}, "Units": {"1"},
+							"TotalRate": {"0.00000"}, "TotalAmount": {"0.00000"}, "MessageIntent": {""}, "PowerpackUUID": {""},
+						}
+					}
 					req.Reset()
 					req.SetRequestURI("http://" + addr + "/plivo/callback")
 					req.Header.SetMethod(fasthttp.MethodPost)
@@ -186,7 +197,8 @@ func runLoadShape(b *testing.B, addr string, clients, total int, runID string, w
 
 // BenchmarkIngest measures durable end-to-end ingestion (signed form
 // callbacks over loopback HTTP, fsync on, unique nonces, each message
-// queued/sent/delivered) and, in the same run, the same load against a bare
+// queued/sent/delivered; shape=in1: inbound messages on the same path) and,
+// in the same run, the same load against a bare
 // Fiber handler that only parses the form. Run with a fixed count so both
 // loads are large enough to be steady, e.g.
 //
@@ -196,7 +208,7 @@ func BenchmarkIngest(b *testing.B) {
 	for _, tc := range []struct {
 		shape   string
 		clients int
-	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}} {
+	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}, {"in1", 64}} {
 		clients := tc.clients
 		b.Run(fmt.Sprintf("shape=%s/clients=%d", tc.shape, clients), func(b *testing.B) {
 			total := max(b.N, 3*clients)
@@ -206,10 +218,10 @@ func BenchmarkIngest(b *testing.B) {
 			b.ResetTimer()
 			var bare loadResult
 			if os.Getenv("BENCH_SKIP_BARE") != "1" { // for profiling our path alone
-				bare = runLoadShape(b, bareAddr, clients, total, runID, tc.shape == "v4x1")
+				bare = runLoadShape(b, bareAddr, clients, total, runID, tc.shape)
 			}
 			benchCommits.reset()
-			durable := runLoadShape(b, addr, clients, total, runID, tc.shape == "v4x1")
+			durable := runLoadShape(b, addr, clients, total, runID, tc.shape)
 			benchCommits.report(b)
 			b.StopTimer()
 			if durable.non200 > 0 || bare.non200 > 0 {

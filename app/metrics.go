@@ -26,6 +26,7 @@ type serverMetrics struct {
 	websocketClients  prometheus.Gauge
 	messagesSent      *prometheus.CounterVec
 	reconciles        *prometheus.CounterVec
+	unparsedTimes     *prometheus.CounterVec
 }
 
 // newServerMetrics creates and registers the collectors on reg.
@@ -47,12 +48,16 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		}),
 		messagesSent: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_messages_sent_total",
-			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo).",
+			Help: "Send requests, by message type (sms, mms) and result (accepted, invalid, rejected by Plivo, error reaching Plivo, opted_out: a recipient is on the opt-out list).",
 		}, []string{"type", "result"}),
 		reconciles: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "plivo_dlr_reconcile_total",
 			Help: "Message lookups at Plivo for messages whose callbacks did not come, by result.",
 		}, []string{"result"}),
+		unparsedTimes: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "plivo_dlr_callback_unparsed_times_total",
+			Help: "Timestamps of stored callbacks in a spelling plivo-dlr does not read, by field: stored empty, the raw value kept in the event's payload.",
+		}, []string{"field"}),
 	}
 	m.websocketClients = f.NewGauge(prometheus.GaugeOpts{
 		Name: "plivo_dlr_websocket_clients",
@@ -72,12 +77,15 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		}
 	}
 	for _, typ := range []string{"sms", "mms"} {
-		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError} {
+		for _, r := range []string{sendAccepted, sendInvalid, sendRejected, sendError, sendOptedOut} {
 			m.messagesSent.WithLabelValues(typ, r)
 		}
 	}
 	for _, r := range []string{reconcileResolved, reconcilePending, reconcileGaveUp, reconcileNotFound, reconcileError} {
 		m.reconciles.WithLabelValues(r)
+	}
+	for _, f := range protocol.TimeFields {
+		m.unparsedTimes.WithLabelValues(f)
 	}
 	return m
 }

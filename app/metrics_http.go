@@ -18,6 +18,7 @@ func (s *Server) initMetrics() {
 		return
 	}
 	s.AddNotifier(newDeliveryMetrics(s.registry, s.store, s.now, s.log.With("component", "metrics")))
+	s.AddNotifier(newInboundMetrics(s.registry, s.store))
 }
 
 // metricsRoutes serves /metrics on the main listener, unless metrics are off

@@ -8,11 +8,17 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	plivo "github.com/plivo/plivo-go/v7"
+
+	"plivo-dlr/app/protocol"
 )
+
+// errNotMessageUUID refuses a lookup of something that is not a UUID.
+var errNotMessageUUID = errors.New("not a Plivo message UUID")
 
 // plivoTimeout bounds one Plivo API call. plivo-go takes no context, so the
 // HTTP client's timeout is the only bound; a send waits for it in the handler.
@@ -100,8 +106,16 @@ func (p *plivoClient) Send(params plivo.MessageCreateParams) (apiID string, uuid
 	return resp.ApiID, resp.MessageUUID, nil
 }
 
-// Get looks up one message's current state at Plivo.
+// Get looks up one message's current state at Plivo. uuid must be a UUID
+// (protocol.IsMessageUUID): plivo-go pastes it into the request path
+// unescaped, so "../../../../v1/Account/OTHER/Call/abc" would reach another
+// API with the main account's credentials. It cannot be escaped on the way
+// in either, as plivo-go sets it as the decoded path: refusing anything but
+// hex digits and hyphens is what keeps the path to Message/{uuid}/.
 func (p *plivoClient) Get(uuid string) (*plivo.Message, error) {
+	if !protocol.IsMessageUUID(uuid) {
+		return nil, fmt.Errorf("get message %s: %w", strconv.Quote(clip(uuid)), errNotMessageUUID)
+	}
 	m, err := p.c.Messages.Get(uuid)
 	if err != nil {
 		return nil, fmt.Errorf("get message %s: %w", uuid, err)

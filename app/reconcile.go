@@ -173,6 +173,13 @@ func (s *Server) reconcilePass(ctx context.Context, opts ReconcileOptions, st *r
 // reconcile event. It returns the result label, or "" when the message was
 // already given up on (nothing asked).
 func (s *Server) reconcileMessage(m storage.Message) (string, error) {
+	// Stored before callbacks had to carry UUIDs: Plivo cannot know it, and
+	// the lookup would put it into an API path (see plivoClient.Get).
+	if !protocol.IsMessageUUID(m.MessageUUID) {
+		s.log.Warn("reconcile skipped: message UUID is not a UUID", "component", "reconcile",
+			"message_uuid", strconv.Quote(clip(m.MessageUUID)))
+		return "", nil
+	}
 	// Only the newest events matter, however long the history.
 	page, err := s.store.GetMessagePage(m.MessageUUID, storage.EventPage{Limit: reconcileMaxAttempts, Desc: true})
 	if err != nil {

@@ -77,6 +77,9 @@ func (l SandboxLogin) WriteBanner(w io.Writer, cfg Config) {
 
   try        PLIVO_DLR_API_TOKEN=%s go run . send --to +14155550123 --text "hello"
              (or plivo-dlr send ...); %.0f%% of messages fail, as on a real network
+             a few recipients reply; the second reply is a STOP, and the next
+             send to that number is refused (409) until you remove it from
+             the opt-out list
 
 `, cfg.Server.DataDir, cfg.EffectivePublicURL(), l.Username, password, l.APIToken, l.APIToken, 100*cfg.Sandbox.FailureShare)
 	writeForwardHint(w, cfg)

@@ -118,6 +118,10 @@ func (s *Server) handleSend(c *fiber.Ctx) error {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendInvalid).Inc()
 		return &httpError{Code: fiber.StatusBadRequest, Message: err.Error()}
 	}
+	if err := s.checkOptOuts(msg.to); err != nil {
+		s.metrics.messagesSent.WithLabelValues(msg.Type, sendOptedOut).Inc()
+		return err
+	}
 	if s.plivo == nil {
 		s.metrics.messagesSent.WithLabelValues(msg.Type, sendError).Inc()
 		return &httpError{Code: fiber.StatusServiceUnavailable,

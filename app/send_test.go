@@ -122,7 +122,7 @@ func newFakePlivo(tb testing.TB) *fakePlivo {
 	f := &fakePlivo{}
 	f.reply = func(w http.ResponseWriter, r *http.Request, n int) {
 		writeJSON(w, http.StatusAccepted, map[string]any{
-			"api_id": "api-1", "message": "message(s) queued", "message_uuid": []string{"uuid-1"},
+			"api_id": "api-1", "message": "message(s) queued", "message_uuid": []string{"0c7e1a42-2f61-11ef-a3d5-0242ac120003"},
 		})
 	}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -454,8 +454,8 @@ func TestSendViaAPI(t *testing.T) {
 	env := startSendServer(t, fakePlivoConfig(fake), Options{})
 	ctx := context.Background()
 	got, err := newAPIClient(t, env.url, sendTestToken).Send(ctx, apiclient.SendRequest{To: []string{"+14155550199"}, Text: "cli"})
-	if err != nil || len(got.MessageUUIDs) != 1 || got.MessageUUIDs[0] != "uuid-1" {
-		t.Errorf("Send: got %+v, %v, want uuid-1", got, err)
+	if err != nil || len(got.MessageUUIDs) != 1 || got.MessageUUIDs[0] != "0c7e1a42-2f61-11ef-a3d5-0242ac120003" {
+		t.Errorf("Send: got %+v, %v, want 0c7e1a42-2f61-11ef-a3d5-0242ac120003", got, err)
 	}
 	_, err = newAPIClient(t, env.url, sendTestToken).Send(ctx, apiclient.SendRequest{To: []string{"12"}, Text: "cli"})
 	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "to: \"12\" is not a phone number") {

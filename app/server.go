@@ -82,6 +82,8 @@ type Server struct {
 	reconcile ReconcileOptions
 	// applyTimeout is Options.ApplyTimeout.
 	applyTimeout time.Duration
+	// unparsedTimesLog samples the lines about unreadable callback times.
+	unparsedTimesLog *rejectionLog
 	// Health: refused callbacks and other problem sources for GET /api/health.
 	refused        refusals
 	problemSources []ProblemSource
@@ -134,6 +136,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.metrics = newServerMetrics(opts.Registry)
 	s.diagnoseLimit = rate.NewLimiter(10, 10)
 	s.rejections = newRejectionLog(20)
+	s.unparsedTimesLog = newRejectionLog(1)
 	s.initMetrics()
 	s.sandbox, s.reconcile = opts.Sandbox, opts.Reconcile
 	if s.wsWriteWait = opts.WSWriteWait; s.wsWriteWait <= 0 {
@@ -228,7 +231,9 @@ func (s *Server) routes() {
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)
 	s.forwardRoutes(api)
+	s.inboundRoutes(api)
 	s.dashboardRoutes()
+	s.prefixRoutes()
 }
 
 // AddNotifier registers n to hear about stored events. Call before Serve.

@@ -21,9 +21,13 @@ const (
 // statsBody is the body of GET /api/stats. Counts describe messages first
 // seen in the window (to the hour: counters are hourly), by current status.
 type statsBody struct {
-	Window        string            `json:"window"`
-	Counts        map[string]int64  `json:"counts"`
-	Total         int64             `json:"total"`
+	Window string           `json:"window"`
+	Counts map[string]int64 `json:"counts"`
+	Total  int64            `json:"total"`
+	// Inbound counts the inbound messages first seen in the window, apart
+	// from Counts and Total: they are not deliveries and never lower the
+	// delivery rate.
+	Inbound       int64             `json:"inbound"`
 	DeliveryRate  float64           `json:"delivery_rate"`
 	TimeToDeliver timeToDeliverBody `json:"time_to_deliver"`
 	TopErrorCodes []errorCodeBody   `json:"top_error_codes"`
@@ -68,10 +72,13 @@ func (s *Server) handleStats(c *fiber.Ctx) error {
 	if err != nil {
 		return &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable", Err: err}
 	}
+	inbound := st.Counts[storage.StatusReceived]
+	delete(st.Counts, storage.StatusReceived)
 	body := statsBody{
 		Window:        string([]byte(name)),
 		Counts:        st.Counts,
-		Total:         st.Total,
+		Total:         st.Total - inbound,
+		Inbound:       inbound,
 		DeliveryRate:  st.DeliveryRate,
 		TopErrorCodes: []errorCodeBody{},
 	}

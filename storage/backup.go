@@ -89,9 +89,13 @@ const BackupReserve = 64 << 20
 // client then holds nothing of the database: pages freed meanwhile are
 // reused and no remap waits for it. The file has no name (O_TMPFILE, mode
 // 0600, or created and unlinked at once where that is unsupported), so it
-// disappears when closed, even after a crash. The caller must close it;
+// disappears when closed, even after a crash. Copies are made one at a
+// time and refused with ErrNoSpace when one would leave less than
+// BackupReserve free. The caller must close the file;
 // it is positioned at its start and size is its length.
 func (s *Store) SnapshotToTemp() (f *os.File, size int64, err error) {
+	s.backupMu.Lock()
+	defer s.backupMu.Unlock()
 	snap, err := s.Snapshot()
 	if err != nil {
 		return nil, 0, err

@@ -374,6 +374,8 @@ func encodeMessage(b []byte, m *Message, idx *eventIndex) []byte {
 		w.b = binary.BigEndian.AppendUint64(w.b, r.hash)
 	}
 	w.n++
+	w.string(string(m.Direction))
+	w.string(m.Intent)
 	return w.end()
 }
 
@@ -417,6 +419,8 @@ func decodeMessage(b []byte, m *Message, idx *eventIndex) error {
 			}
 		}
 	}
+	m.Direction = Direction(r.fString())
+	m.Intent = r.fString()
 	return r.err
 }
 

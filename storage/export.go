@@ -105,7 +105,7 @@ func matchStatus(filter, status string) bool {
 	case "":
 		return true
 	case StatusPending:
-		return !IsTerminal(status)
+		return awaitsReport(status)
 	}
 	return status == filter
 }

@@ -165,6 +165,7 @@ type Message struct {
 	LastSeen   time.Time `json:"last_seen"`
 	EventCount int       `json:"event_count"`
 	Content
+	Inbound
 
 	// Sequence of the event that set Status; used to order same-rank events.
 	StatusSequence int64 `json:"-"`
@@ -202,6 +203,7 @@ func (m *Message) Fold(ev *Event) (won bool) {
 	if len(ev.MediaURLs) > 0 {
 		m.MediaURLs = append([]string(nil), ev.MediaURLs...)
 	}
+	m.Inbound.fold(ev)
 	return won
 }
 

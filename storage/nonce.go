@@ -482,10 +482,15 @@ func (w *writerState) recordNonces(_ *buckets, r *request) error {
 // they are recorded, or were already by this same request (same Sum), and
 // ErrReplayed when another request used one.
 func (s *Store) ConsumeNonces(ctx context.Context, nonces ...Nonce) error {
+	some := false
 	for _, n := range nonces {
 		if len(n.Value) > MaxNonceLen {
 			return fmt.Errorf("consume nonces: nonce longer than %d bytes", MaxNonceLen)
 		}
+		some = some || n.Value != ""
+	}
+	if !some {
+		return nil // nothing to record: no commit
 	}
 	var verdict nonceVerdict
 	err := s.update(ctx, func(*bolt.Tx) error {

@@ -33,8 +33,8 @@ func pendingKey(lastSeen time.Time, uuid string) []byte {
 // describe the message before it (existed false for a new message). It
 // returns the change in the number of entries.
 func indexPending(b *bolt.Bucket, existed bool, prevStatus string, prevLast time.Time, m *Message) (int64, error) {
-	was := existed && !IsTerminal(prevStatus)
-	is := !IsTerminal(m.Status)
+	was := existed && awaitsReport(prevStatus)
+	is := awaitsReport(m.Status)
 	moved := !prevLast.Equal(m.LastSeen)
 	if was && (!is || moved) {
 		if err := b.Delete(pendingKey(prevLast, m.MessageUUID)); err != nil {
@@ -82,7 +82,7 @@ func readPendingCount(meta *bolt.Bucket) uint64 {
 // and lowers the pending count. Code deleting messages (retention) calls it
 // in the same transaction, so the index never points at a missing message.
 func unindexPending(tx *bolt.Tx, m *Message) error {
-	if IsTerminal(m.Status) {
+	if !awaitsReport(m.Status) {
 		return nil
 	}
 	b := tx.Bucket(bucketPending)
@@ -112,7 +112,7 @@ func buildPendingIndex(tx *bolt.Tx) error {
 		if err = decodeMessage(v, &m, nil); err != nil {
 			return fmt.Errorf("message %q: %w", k, err)
 		}
-		if IsTerminal(m.Status) {
+		if !awaitsReport(m.Status) {
 			return nil
 		}
 		n++

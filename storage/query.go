@@ -51,6 +51,11 @@ type ListFilter struct {
 	Cursor string
 	// Limit is the page size: default 50, at most 1000.
 	Limit int
+	// Direction is DirectionInbound or DirectionOutbound ("" = both).
+	Direction Direction
+	// Number keeps messages sent from or to exactly this number ('+' and
+	// the separators people type ignored): a conversation.
+	Number string
 }
 
 // StatusPending is the ListFilter.Status matching every non-terminal status.
@@ -354,6 +359,8 @@ type listQuery struct {
 	// uuidOnly: the query can only be a UUID prefix, checked on the
 	// time-index key before reading the message.
 	uuidOnly bool
+	// inbound holds the Direction and Number filters (inbound_query.go).
+	inbound inboundFilter
 }
 
 func compileFilter(f ListFilter, now time.Time) (*listQuery, error) {
@@ -417,6 +424,7 @@ func compileFilter(f ListFilter, now time.Time) (*listQuery, error) {
 			}
 		}
 	}
+	q.inbound = compileInboundFilter(f)
 	return q, nil
 }
 
@@ -561,6 +569,9 @@ func (q *listQuery) match(uuid []byte, p *messagePeek, scratch *[]byte) bool {
 		return false
 	}
 	if p.firstSeen < q.firstSince || q.firstUntil != 0 && p.firstSeen >= q.firstUntil {
+		return false
+	}
+	if !q.inbound.match(p, scratch) {
 		return false
 	}
 	if q.uuidOnly || (q.uuidPrefix == nil && q.phone == nil) {

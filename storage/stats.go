@@ -173,7 +173,7 @@ func contributionOf(m *Message) contribution {
 	if m.MessageUUID == "" {
 		return contribution{}
 	}
-	c := contribution{ok: true, hour: hourOf(m.FirstSeen), status: m.Status, ttd: -1}
+	c := contribution{ok: true, hour: hourOf(m.FirstSeen), status: statsStatus(m.Status), ttd: -1}
 	// Only delivered messages have a time to deliver: an undelivered one's
 	// DeliveryReportTime is when it failed.
 	if m.Status == StatusDelivered || m.Status == StatusRead {
@@ -183,8 +183,72 @@ func contributionOf(m *Message) contribution {
 	}
 	if isFailing(m.Status) {
 		c.errCode = m.ErrorCode
+		if len(c.errCode) > maxStatsCodeLen {
+			c.errCode = statsOther
+		}
 	}
 	return c
+}
+
+// Bounds of one hour's stats record, which is decoded and rewritten by every
+// commit touching the hour: whatever reaches the store (a signed but hostile
+// callback, a reconcile answer), the record stays a few hundred bytes.
+// Statuses are a closed set: an unknown one is counted as statsOther (the
+// message and its events keep it). Error codes keep their own counter up to
+// maxStatsErrorCodes distinct codes an hour (Plivo documents about twenty);
+// further codes, and any longer than maxStatsCodeLen, count as statsOther.
+const (
+	statsOther         = "other"
+	maxStatsErrorCodes = 64
+	maxStatsCodeLen    = 16
+)
+
+// statsStatus is the counter a message's current status goes to.
+func statsStatus(status string) string {
+	if StatusRank(status) == 0 {
+		return statsOther
+	}
+	return status
+}
+
+// bound folds what an older version may have written (unknown statuses, any
+// number of error codes) into statsOther, so such a record shrinks the next
+// time it is rewritten. It keeps the most frequent codes.
+func (h *hourStats) bound() {
+	for k, v := range h.counts {
+		if k != statsOther && StatusRank(k) == 0 {
+			h.counts[statsOther] += v
+			delete(h.counts, k)
+		}
+	}
+	for k, v := range h.errors {
+		if len(k) > maxStatsCodeLen {
+			h.errors[statsOther] += v
+			delete(h.errors, k)
+		}
+	}
+	if len(h.errors) <= maxStatsErrorCodes {
+		return
+	}
+	codes := make([]ErrorCodeCount, 0, len(h.errors))
+	for k, v := range h.errors {
+		if k != statsOther {
+			codes = append(codes, ErrorCodeCount{Code: k, Count: v})
+		}
+	}
+	slices.SortFunc(codes, func(a, b ErrorCodeCount) int {
+		if a.Count != b.Count {
+			if a.Count > b.Count {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Code, b.Code)
+	})
+	for _, c := range codes[maxStatsErrorCodes-1:] {
+		h.errors[statsOther] += c.Count
+		delete(h.errors, c.Code)
+	}
 }
 
 func isFailing(status string) bool {
@@ -202,7 +266,15 @@ func (h *hourStats) add(c contribution, sign int64) {
 		h.ttd[c.ttd] += sign
 	}
 	if c.errCode != "" {
-		h.errors[c.errCode] += sign
+		// A code without its own counter (the hour already has
+		// maxStatsErrorCodes) was added to, and is taken from, statsOther.
+		// Should a counter for it appear later, its removals may land there
+		// instead: totals stay exact, attribution is approximate under abuse.
+		code := c.errCode
+		if _, ok := h.errors[code]; !ok && (sign < 0 || len(h.errors) >= maxStatsErrorCodes) {
+			code = statsOther
+		}
+		h.errors[code] += sign
 	}
 }
 
@@ -224,6 +296,7 @@ func (sc *statsCache) get(b *bolt.Bucket, hour int64) (*hourStats, error) {
 		if err := decodeHourStats(v, h); err != nil {
 			return nil, fmt.Errorf("decode stats hour %d: %w", hour, err)
 		}
+		h.bound()
 	}
 	if sc.hours == nil {
 		sc.hours = map[int64]*hourStats{}
@@ -289,7 +362,9 @@ func summarise(h *hourStats) Stats {
 	st := Stats{Counts: map[string]int64{}}
 	for k, v := range h.counts {
 		if v != 0 {
-			st.Counts[k] = v
+			// Hours written before statuses were folded may hold raw ones.
+			k = statsStatus(k)
+			st.Counts[k] += v
 			st.Total += v
 		}
 	}

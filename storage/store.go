@@ -38,7 +38,7 @@ var (
 	bucketMeta = []byte("meta")
 
 	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending,
-		bucketMessageEvents, bucketMessageHashes}
+		bucketMessageEvents, bucketMessageHashes, bucketOptOuts}
 )
 
 // Meta keys the store itself uses.
@@ -104,6 +104,9 @@ type Store struct {
 	feed feed
 	// checked is what the integrity check at Open found.
 	checked CheckReport
+	// backupMu makes backup copies one at a time, so each one's free-space
+	// check sees the space the previous copies took.
+	backupMu sync.Mutex
 
 	// mu guards sending on reqs against Close closing it: senders hold the
 	// read lock, Close takes the write lock.

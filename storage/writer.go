@@ -52,6 +52,9 @@ type ApplyResult struct {
 	// Nonce.Sum): it was answered Duplicate with nothing read or written,
 	// and Cursor and Message are zero.
 	Retry bool
+	// OptOutChanged means the event added its number to the opt-out list
+	// or took it off (see applyOptOut).
+	OptOutChanged bool
 }
 
 // Applied is an event a commit stored, with what Apply returned for it.
@@ -111,8 +114,9 @@ func (e *requestError) Error() string { return e.err.Error() }
 //
 // If any nonce was already recorded by another request and has not expired,
 // Apply returns ErrReplayed and stores nothing; if by this same request (see
-// Nonce.Sum), Retry. ErrNonceCapacity means the replay window is full. An event identical to one already stored
-// for the message yields Duplicate (its nonces are recorded). If ctx ends
+// Nonce.Sum), Retry. ErrNonceCapacity means the replay window is full. An
+// event identical to one already stored for the message yields Duplicate
+// (its nonces are recorded). If ctx ends
 // before the writer took the request into a transaction, Apply returns
 // ctx.Err() and nothing of it is written; once the writer has taken it,
 // Apply waits for the commit's outcome whatever ctx says.
@@ -352,6 +356,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		stats:       tx.Bucket(bucketStats),
 		pending:     tx.Bucket(bucketPending),
 		index:       spilledBuckets(tx),
+		optouts:     tx.Bucket(bucketOptOuts),
 	}
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
@@ -396,8 +401,8 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 }
 
 type buckets struct {
-	messages, events, byTime, nonces, nonceExpiry, stats, pending *bolt.Bucket
-	index                                                         indexBuckets
+	messages, events, byTime, nonces, nonceExpiry, stats, pending, optouts *bolt.Bucket
+	index                                                                  indexBuckets
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -468,7 +473,12 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	if err := w.stats.move(b.stats, before, contributionOf(m)); err != nil {
 		return cursor, err
 	}
+	optOutChanged, err := applyOptOut(b.optouts, ev, m)
+	if err != nil {
+		return cursor, err
+	}
 	r.res = ApplyResult{
+		OptOutChanged:  optOutChanged,
 		Cursor:         cursor,
 		Message:        cloneMessage(m),
 		PreviousStatus: prevStatus,

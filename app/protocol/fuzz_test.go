@@ -93,13 +93,16 @@ func FuzzVerifySignature(f *testing.F) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				computed = append(computed, s, hmacBase64([]byte(tok), signedStringV3(u, method, params, usedNonce, true)))
+				computed = append(computed, s)
+				for _, f := range allV3Forms {
+					computed = append(computed, hmacBase64([]byte(tok), signedStringV3(u, method, params, usedNonce, f)))
+				}
 			} else {
 				s, err := ComputeSignatureV2(tok, rawURL, usedNonce)
 				if err != nil {
 					t.Fatal(err)
 				}
-				computed = append(computed, s)
+				computed = append(computed, s, hmacBase64([]byte(tok), u.Scheme+"://"+u.Host+u.EscapedPath()+usedNonce))
 			}
 			for _, c := range computed {
 				for _, p := range provided {
@@ -113,7 +116,8 @@ func FuzzVerifySignature(f *testing.F) {
 	})
 }
 
-// FuzzParseCallback checks that payload parsing never panics, fails only
+// FuzzParseCallback checks that payload parsing (reports and inbound
+// messages, as the callback path parses them) never panics, fails only
 // with ErrMalformed or ErrBodyTooLarge, and yields valid events.
 func FuzzParseCallback(f *testing.F) {
 	for _, c := range loadCallbackFixtures(f) {
@@ -124,6 +128,11 @@ func FuzzParseCallback(f *testing.F) {
 	f.Add("POST", "application/json; charset=utf-8", `{"MessageUUID":"u1","Status":{"a":1}}`, "")
 	f.Add("POST", "text/plain", "MessageUUID=u&Status=sent", "")
 	f.Add("POST", "", "MessageUUID=u&Status=sent&Sequence=-1&SentTime=2024-05-01+10:00:00", "")
+	// Inbound messages share the callback path (ParsePosted).
+	f.Add("POST", "", "MessageUUID=u&From=14155550123&To=14155550199&Text=STOP&MessageIntent=optout&Type=sms", "")
+	f.Add("POST", "", "MessageUUID=u&From=1&To=2&Body=x&MediaCount=2&Media1=https%3A%2F%2Fm%2Fa&Media10=b&Media01=c", "")
+	f.Add("POST", "application/json", `{"MessageUUID":"u","From":"1","To":"2","Body":"hi","Type":"whatsapp","ContentType":"text"}`, "")
+	f.Add("GET", "", "", "MessageUUID=u&From=1&To=2")
 
 	f.Fuzz(func(t *testing.T, method, contentType, body, rawQuery string) {
 		params, err := CallbackParams(method, contentType, []byte(body), rawQuery)
@@ -133,17 +142,25 @@ func FuzzParseCallback(f *testing.F) {
 			}
 			return
 		}
-		ev, err := ParseCallback(params)
+		ev, err := ParsePosted(params)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("ParseCallback error %v does not wrap ErrMalformed", err)
+				t.Fatalf("ParsePosted error %v does not wrap ErrMalformed", err)
 			}
 			return
 		}
 		if err := ev.Validate(); err != nil {
 			t.Fatalf("accepted event fails Validate: %v (%+v)", err, ev)
 		}
-		if ev.MessageUUID != strings.TrimSpace(params.Get("MessageUUID")) || ev.Source != "callback" || ev.Sequence < 0 {
+		_, hasStatus := params["Status"]
+		wantSource := "callback"
+		if !hasStatus {
+			wantSource = "inbound"
+			if ev.Status != "received" || ev.From == "" || ev.To == "" || len(ev.MediaURLs) > maxInboundMedia {
+				t.Fatalf("accepted inbound event %+v does not match params %v", ev, params)
+			}
+		}
+		if ev.MessageUUID != strings.TrimSpace(params.Get("MessageUUID")) || ev.Source != wantSource || ev.Sequence < 0 {
 			t.Fatalf("accepted event %+v does not match params %v", ev, params)
 		}
 		for k := range params {
@@ -153,3 +170,16 @@ func FuzzParseCallback(f *testing.F) {
 		}
 	})
 }
+
+// allV3Forms is every combination of the SDKs' V3 spellings.
+var allV3Forms = func() []v3Form {
+	var out []v3Form
+	for _, raw := range []bool{false, true} {
+		for _, all := range []bool{false, true} {
+			for _, dot := range []bool{false, true} {
+				out = append(out, v3Form{rawPath: raw, allValues: all, keepDots: dot})
+			}
+		}
+	}
+	return out
+}()

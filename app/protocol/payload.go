@@ -27,8 +27,62 @@ var (
 	ErrBodyTooLarge = errors.New("callback body too large")
 )
 
-// maxStatusLen bounds Status: it becomes a metric label and an index key.
-const maxStatusLen = 64
+// FieldLimits are the longest values, in bytes after trimming, accepted for
+// the documented callback fields; a longer one makes the callback malformed
+// (400 naming the field). They are generous next to what Plivo sends and
+// keep a signed but hostile callback from planting kilobytes in the message
+// state, the indexes and the hourly stats:
+//
+//   - MessageUUID, ParentMessageUUID: 36, a UUID's canonical form.
+//   - Status: 32 ("undelivered", the longest Plivo status, has 11).
+//   - ErrorCode: 8 (Plivo's codes have 2 to 4 digits).
+//   - From, To: 32 (E.164 has at most 15 digits; sender IDs 11 characters;
+//     a number written with spaces and punctuation still fits).
+//   - Type: 16 ("sms", "mms", "whatsapp").
+//   - Units, TotalRate, TotalAmount, PartInfo: 32 ("0.00450", "2 of 3").
+//   - MCC, MNC: 8 (three digits each).
+//   - Sequence: 20 (an int64; the parse refuses more anyway).
+//
+// The four timestamps are not capped: an unparseable one is kept as
+// received in Payload and left empty, never refused (see ParseCallback).
+var FieldLimits = map[string]int{
+	"MessageUUID": 36, "ParentMessageUUID": 36,
+	"Status":    32,
+	"ErrorCode": 8,
+	"From":      32, "To": 32,
+	"Type":  16,
+	"Units": 32, "TotalRate": 32, "TotalAmount": 32, "PartInfo": 32,
+	"MCC": 8, "MNC": 8,
+	"Sequence": 20,
+}
+
+// fieldOrder is FieldLimits' keys in a fixed order, so the field an error
+// names does not depend on map iteration.
+var fieldOrder = []string{"MessageUUID", "Status", "ErrorCode", "Sequence", "From", "To", "Type", "Units",
+	"TotalRate", "TotalAmount", "MCC", "MNC", "ParentMessageUUID", "PartInfo"}
+
+// IsMessageUUID reports whether s is a UUID in canonical form
+// (8-4-4-4-12 hex digits, either case): the only form Plivo gives a
+// MessageUUID. Anything else ("../x", spaces, "%", markup, control
+// characters) did not come from Plivo, and would not survive a URL path.
+func IsMessageUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // CallbackParams turns a request into parameters: for GET the query; for
 // POST a form-urlencoded body (also assumed when there is no content type)
@@ -112,11 +166,32 @@ func jsonParams(body []byte) (url.Values, error) {
 // every field as received (first value), unknown ones included; the
 // documented fields are also normalised into the event, trimmed. Status keeps
 // its received spelling unless it is a known status in another case, which is
-// lowercased. Sequence and the four timestamps drive state folding and
-// metrics, so a bad one makes the callback malformed; Units is only shown, so
+// lowercased. Sequence drives state folding, so a bad one makes the callback
+// malformed, as does a field over its FieldLimits or a MessageUUID that is
+// not a UUID. A timestamp that does not parse is left empty (nil) with its
+// raw value in Payload, never refused: Plivo retries a 400 three times and
+// then drops the whole report; ParseCallbackNotes says which ones. A
+// timestamp outside MinTime .. MaxTime is refused. Units is only shown, so
 // a bad value is kept in Payload and read as 0 (unknown). ReceivedAt is left
 // for the caller to stamp.
 func ParseCallback(params url.Values) (storage.Event, error) {
+	ev, _, err := ParseCallbackNotes(params)
+	return ev, err
+}
+
+// TimeFields are the callback's timestamp fields, in the order Plivo fills them.
+var TimeFields = []string{"MessageTime", "QueuedTime", "SentTime", "DeliveryReportTime"}
+
+// ParseNotes is what ParseCallbackNotes noticed without refusing the callback.
+type ParseNotes struct {
+	// UnparsedTimes names the timestamp fields (MessageTime, QueuedTime,
+	// SentTime, DeliveryReportTime) whose value is not a spelling ParseTime
+	// reads; the event has them empty, Payload as received.
+	UnparsedTimes []string
+}
+
+// ParseCallbackNotes is ParseCallback that also reports what it left out.
+func ParseCallbackNotes(params url.Values) (storage.Event, ParseNotes, error) {
 	get := func(k string) string { return strings.TrimSpace(params.Get(k)) }
 	ev := storage.Event{
 		Source:      storage.SourceCallback,
@@ -144,24 +219,30 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 		}
 	}
 	if ev.MessageUUID == "" {
-		return storage.Event{}, fmt.Errorf("%w: missing MessageUUID", ErrMalformed)
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: missing MessageUUID", ErrMalformed)
 	}
 	if ev.Status == "" {
-		return storage.Event{}, fmt.Errorf("%w: missing Status", ErrMalformed)
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: missing Status", ErrMalformed)
 	}
-	if len(ev.Status) > maxStatusLen {
-		return storage.Event{}, fmt.Errorf("%w: Status longer than %d bytes", ErrMalformed, maxStatusLen)
+	for _, name := range fieldOrder {
+		if v := get(name); len(v) > FieldLimits[name] {
+			return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: %s longer than %d bytes", ErrMalformed, name, FieldLimits[name])
+		}
+	}
+	if !IsMessageUUID(ev.MessageUUID) {
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: MessageUUID %s is not a UUID", ErrMalformed, quoteShort(ev.MessageUUID))
 	}
 	if s := get("Sequence"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
-			return storage.Event{}, fmt.Errorf("%w: Sequence %s is not a non-negative integer", ErrMalformed, quoteShort(s))
+			return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: Sequence %s is not a non-negative integer", ErrMalformed, quoteShort(s))
 		}
 		ev.Sequence = n
 	}
 	if n, err := strconv.Atoi(get("Units")); err == nil && n >= 0 {
 		ev.Units = n
 	}
+	var notes ParseNotes
 	for _, f := range []struct {
 		name string
 		dst  **time.Time
@@ -172,15 +253,19 @@ func ParseCallback(params url.Values) (storage.Event, error) {
 		{"DeliveryReportTime", &ev.DeliveryReportTime},
 	} {
 		t, err := ParseTime(get(f.name))
+		if errors.Is(err, ErrTimeOutOfRange) {
+			return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: %s %s is outside 1677-09-21 .. 2262-04-11", ErrMalformed, f.name, quoteShort(get(f.name)))
+		}
 		if err != nil {
-			return storage.Event{}, fmt.Errorf("%w: %s %s is not a Plivo timestamp", ErrMalformed, f.name, quoteShort(get(f.name)))
+			notes.UnparsedTimes = append(notes.UnparsedTimes, f.name)
+			continue
 		}
 		*f.dst = t
 	}
 	if err := ev.Validate(); err != nil {
-		return storage.Event{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return storage.Event{}, ParseNotes{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	return ev, nil
+	return ev, notes, nil
 }
 
 // NormaliseStatus lowercases a known status received in another case and

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -140,7 +141,8 @@ func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
 	if h.V2Nonce == "" {
 		return fmt.Errorf("v2 %w: empty nonce", ErrBadSignature)
 	}
-	if !v.matchAny([]string{signedStringV2(u, h.V2Nonce)}, sigs) {
+	var buf [2]string // on the stack: one callback, no allocation for the list
+	if !v.matchAny(appendSignedStringsV2(buf[:0], u, h.V2Nonce), sigs) {
 		return fmt.Errorf("v2 %w", ErrBadSignature)
 	}
 	return nil
@@ -183,7 +185,7 @@ func ComputeSignatureV3(token, method, rawURL, nonce string, params url.Values) 
 	if err != nil {
 		return "", fmt.Errorf("parse signed URL: %w", err)
 	}
-	return hmacBase64([]byte(token), signedStringV3(u, method, params, nonce, false)), nil
+	return hmacBase64([]byte(token), signedStringV3(u, method, params, nonce, v3Form{})), nil
 }
 
 func hmacBase64(token []byte, s string) string {
@@ -196,62 +198,162 @@ func signedStringV2(u *url.URL, nonce string) string {
 	return u.Scheme + "://" + u.Host + u.Path + nonce
 }
 
-// signedStringsV3 returns the strings a V3 signature of this request may
-// cover. The SDKs disagree for POST with a query string in the URL: plivo-go
-// builds base?query.params and then trims every trailing '.', plivo-python
-// keeps them (and adds the '.' only when both query and params are
-// non-empty). Both yield the same string unless the last sorted value (or
-// the query, when there are no params) ends in '.', or the query parses to
-// nothing. The URL is ours and the parameters are signed either way, so we
-// accept both.
-func signedStringsV3(u *url.URL, method string, params url.Values, nonce string) []string {
-	goStr := signedStringV3(u, method, params, nonce, false)
-	pyStr := signedStringV3(u, method, params, nonce, true)
-	if pyStr == goStr {
-		return []string{goStr}
+// appendSignedStringsV2 appends the strings a V2 signature of u may cover:
+// plivo-go signs the percent-decoded path, Plivo's Node and Python SDKs the
+// path as written (uri-parser and urlparse keep its escapes). They differ
+// only when the path has escapes.
+func appendSignedStringsV2(dst []string, u *url.URL, nonce string) []string {
+	dst = append(dst, signedStringV2(u, nonce))
+	if raw := u.EscapedPath(); raw != u.Path {
+		dst = append(dst, u.Scheme+"://"+u.Host+raw+nonce)
 	}
-	return []string{goStr, pyStr}
+	return dst
 }
 
-// signedStringV3 follows plivo-go GenerateUrl + "." + nonce. With keepDots
-// it follows plivo-python's construct_post_url for POST with a query string
-// instead (the trailing-dot variant; the path and query parsing stay Go's).
-func signedStringV3(u *url.URL, method string, params url.Values, nonce string, keepDots bool) string {
-	p := firstValues(params)
+// v3Form is one way of writing the string a V3 signature covers. The SDKs
+// disagree in three places, and the URL is ours and the parameters are
+// signed in every form, so each is accepted:
+//
+//   - rawPath: plivo-go signs the percent-decoded path; Plivo's Node
+//     (uri-parser) and Python (urlparse) SDKs the path as written, escapes
+//     kept (Go's EscapedPath, which is the received spelling whenever that
+//     is a valid escaping).
+//   - allValues: plivo-go signs the first value of a repeated key; Node and
+//     Python every value, sorted, each as key+value (key=value& in a
+//     query).
+//   - keepDots: for POST with a query string in the URL, plivo-go builds
+//     base?query.params and trims every trailing '.'; Python and Node keep
+//     them (and add the '.' only when both query and params are non-empty).
+//     The strings differ only when the last sorted value (or the query,
+//     when there are no params) ends in '.', or the query parses to nothing.
+type v3Form struct{ rawPath, allValues, keepDots bool }
+
+// signedStringsV3 returns the strings a V3 signature of this request may
+// cover, plivo-go's first. A form is tried only where it can differ (an
+// escaped path, a repeated key, POST with a query), so a plain callback
+// costs one string.
+func signedStringsV3(u *url.URL, method string, params url.Values, nonce string) []string {
+	raws, alls, dots := []bool{false}, []bool{false}, []bool{false}
+	if u.EscapedPath() != u.Path {
+		raws = append(raws, true)
+	}
+	if hasRepeats(params) || u.RawQuery != "" && hasRepeats(u.Query()) {
+		alls = append(alls, true)
+	}
+	if method != "GET" && u.RawQuery != "" {
+		dots = append(dots, true)
+	}
+	var out []string
+	for _, raw := range raws {
+		for _, all := range alls {
+			for _, dot := range dots {
+				s := signedStringV3(u, method, params, nonce, v3Form{rawPath: raw, allValues: all, keepDots: dot})
+				if !slices.Contains(out, s) {
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// signedStringV3 follows plivo-go GenerateUrl + "." + nonce with the zero
+// form, and the Python/Node SDKs' construct_get_url / construct_post_url
+// with the form's choices (see v3Form).
+func signedStringV3(u *url.URL, method string, params url.Values, nonce string, f v3Form) string {
+	pairs := func(v url.Values, kv, sep string) string {
+		if f.allValues {
+			return sortedAllPairs(v, kv, sep)
+		}
+		return sortedPairs(firstValues(v), kv, sep)
+	}
 	var b strings.Builder
-	b.WriteString(u.Scheme + "://" + u.Host + u.Path)
+	b.WriteString(u.Scheme + "://" + u.Host)
+	if f.rawPath {
+		b.WriteString(u.EscapedPath())
+	} else {
+		b.WriteString(u.Path)
+	}
 	switch {
 	case method == "GET":
-		q := firstValues(u.Query())
-		for k, v := range p {
-			q[k] = v
+		q := u.Query()
+		for k, vs := range params {
+			if f.allValues {
+				// Node concatenates the values of both; callers pass no
+				// params for GET, so Python's override never differs.
+				q[k] = append(q[k], vs...)
+			} else if len(vs) > 0 {
+				q[k] = []string{vs[0]}
+			} else {
+				q[k] = []string{""}
+			}
 		}
 		if len(params) > 0 || u.RawQuery != "" {
 			b.WriteByte('?')
 		}
-		b.WriteString(sortedPairs(q, "=", "&"))
-	case u.RawQuery != "" && keepDots:
-		q := sortedPairs(firstValues(u.Query()), "=", "&")
-		ps := sortedPairs(p, "", "")
-		if q != "" || len(p) > 0 {
+		b.WriteString(pairs(q, "=", "&"))
+	case u.RawQuery != "" && f.keepDots:
+		q := pairs(u.Query(), "=", "&")
+		ps := pairs(params, "", "")
+		if q != "" || len(params) > 0 {
 			b.WriteByte('?')
 		}
 		b.WriteString(q)
-		if q != "" && len(p) > 0 {
+		if q != "" && len(params) > 0 {
 			b.WriteByte('.')
 		}
 		b.WriteString(ps)
 	case u.RawQuery != "":
-		s := "?" + sortedPairs(firstValues(u.Query()), "=", "&") + "." + sortedPairs(p, "", "")
+		s := "?" + pairs(u.Query(), "=", "&") + "." + pairs(params, "", "")
 		b.WriteString(strings.TrimRight(s, "."))
 	default:
-		if len(p) > 0 {
+		if len(params) > 0 {
 			b.WriteByte('?')
 		}
-		b.WriteString(sortedPairs(p, "", ""))
+		b.WriteString(pairs(params, "", ""))
 	}
 	b.WriteByte('.')
 	b.WriteString(nonce)
+	return b.String()
+}
+
+// hasRepeats reports whether some key of v has more than one value.
+func hasRepeats(v url.Values) bool {
+	for _, vs := range v {
+		if len(vs) > 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedAllPairs is sortedPairs over every value: keys sorted, each key's
+// values sorted, one key+kv+value item per value (the Python and Node
+// SDKs' get_sorted_params_string / get_sorted_query_string).
+func sortedAllPairs(v url.Values, kv, sep string) string {
+	keys := make([]string, 0, len(v))
+	for k := range v {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	first := true
+	for _, k := range keys {
+		vals := slices.Clone(v[k])
+		if len(vals) == 0 {
+			vals = []string{""}
+		}
+		sort.Strings(vals)
+		for _, val := range vals {
+			if !first {
+				b.WriteString(sep)
+			}
+			first = false
+			b.WriteString(k)
+			b.WriteString(kv)
+			b.WriteString(val)
+		}
+	}
 	return b.String()
 }
 
@@ -358,10 +460,10 @@ type Diagnosis struct {
 // Diagnose explains a failed Verify for the operator. It retries the check
 // with plausible variants of the URL — http/https, the port left out or made
 // explicit, requestHost (the Host header) instead of public_url's host, the
-// trailing slash toggled, the query dropped (V3), the path signed
-// percent-encoded instead of decoded — and says which one would verify. It
-// costs up to a few hundred HMACs, so callers should not run it for every
-// failure of a flood.
+// trailing slash toggled, the query dropped (V3), leading path segments left
+// out (public_url carrying a path Plivo was not given) — and says which one
+// would verify. It costs up to a few hundred HMACs, so callers should not run
+// it for every failure of a flood.
 func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) Diagnosis {
 	h := trimHeaders(r.Headers)
 	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
@@ -388,7 +490,7 @@ func (v *SignatureVerifier) Diagnose(r SignedRequest, requestHost string) Diagno
 		if scheme == SchemeV3 {
 			return v.matchAny(signedStringsV3(c, r.Method, r.Params, nonce), sigs)
 		}
-		return v.matchAny([]string{signedStringV2(c, nonce)}, sigs)
+		return v.matchAny(appendSignedStringsV2(nil, c, nonce), sigs)
 	}
 	for _, c := range urlVariants(u, requestHost, scheme == SchemeV3) {
 		if !verifies(c.u) {
@@ -431,18 +533,24 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 	if requestHost != "" && requestHost != u.Host && validHost(requestHost) {
 		baseHosts = append(baseHosts, hostChoice{requestHost, true})
 	}
-	paths := []struct {
-		path string
-		raw  bool
-	}{{u.Path, false}, {toggleSlash(u.Path), false}}
-	if raw := u.EscapedPath(); raw != u.Path {
-		paths = append(paths, struct {
-			path string
-			raw  bool
-		}{raw, true}, struct {
-			path string
-			raw  bool
-		}{toggleSlash(raw), true})
+	// The path as is, its trailing slash toggled, and the path without its
+	// leading segments: with public_url "https://dlr.example.com/plivo/callback"
+	// the signed URL is .../plivo/callback/plivo/callback, while Plivo, told
+	// the URL by hand, signed .../plivo/callback. (The percent-encoded
+	// spelling of each is part of every check, see v3Form.)
+	type pathChoice struct {
+		path     string
+		dropped  bool // leading segments left out
+		shortcut int  // changes counted for it
+	}
+	paths := []pathChoice{{u.Path, false, 0}, {toggleSlash(u.Path), false, 1}}
+	for i, rest := 0, u.Path; i < maxDroppedSegments; i++ {
+		j := strings.IndexByte(strings.TrimPrefix(rest, "/"), '/')
+		if j < 0 {
+			break
+		}
+		rest = rest[j+1:]
+		paths = append(paths, pathChoice{rest, true, 1})
 	}
 	queries := []string{u.RawQuery}
 	if withQuery && u.RawQuery != "" {
@@ -457,12 +565,12 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 				for _, p := range paths {
 					for qi, q := range queries {
 						c := &url.URL{Scheme: scheme, Host: host, Path: p.path, RawQuery: q}
-						key := c.Scheme + "\x00" + c.Host + "\x00" + c.Path + "\x00" + c.RawQuery + fmt.Sprint(p.raw)
+						key := c.Scheme + "\x00" + c.Host + "\x00" + c.Path + "\x00" + c.RawQuery
 						if seen[key] {
 							continue
 						}
 						seen[key] = true
-						n := 0
+						n := p.shortcut
 						advice := ": check server.public_url"
 						if si > 0 {
 							n++
@@ -474,19 +582,14 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 							n++
 							advice = " (the Host header's host): check server.public_url"
 						}
-						if p.path != u.Path && !p.raw || p.raw && p.path != u.EscapedPath() {
-							n++
+						if p.dropped {
+							advice = " (a shorter path): server.public_url is the scheme, host and port only (plus a prefix a proxy strips), plivo-dlr appends plivo.callback_path"
 						}
 						if qi > 0 {
 							n++
 							advice = " (query left out): check server.public_url and the callback URL set at Plivo"
 						}
 						display := scheme + "://" + host + (&url.URL{Path: p.path}).EscapedPath()
-						if p.raw {
-							n++
-							display = scheme + "://" + host + p.path
-							advice = " if Plivo signs the percent-encoded path: avoid escapes in plivo.callback_path"
-						}
 						if q != "" {
 							display += "?" + q
 						}
@@ -499,6 +602,9 @@ func urlVariants(u *url.URL, requestHost string, withQuery bool) []urlVariant {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].changes < out[j].changes })
 	return out
 }
+
+// maxDroppedSegments bounds the leading path segments Diagnose leaves out.
+const maxDroppedSegments = 4
 
 // hostVariants returns host as is, without its port, and with the scheme's
 // default port made explicit.

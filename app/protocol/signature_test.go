@@ -149,7 +149,7 @@ func TestSignatureVectors(t *testing.T) {
 				signed = signedStringV2(u, v.Nonce)
 				sig, err = ComputeSignatureV2(v.AuthToken, v.URL, v.Nonce)
 			} else {
-				signed = signedStringV3(u, v.Method, vectorValues(v.Params), v.Nonce, false)
+				signed = signedStringV3(u, v.Method, vectorValues(v.Params), v.Nonce, v3Form{})
 				sig, err = ComputeSignatureV3(v.AuthToken, v.Method, v.URL, v.Nonce, vectorValues(v.Params))
 			}
 			if err != nil {
@@ -499,7 +499,13 @@ func TestSignatureDiagnose(t *testing.T) {
 		{name: "v2 port", url: "https://hooks.example.com:8443/plivo/status", headers: v2Only, contains: []string{`v2 signature would verify with URL "https://hooks.example.com/plivo/status"`}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
 		{name: "v2 host and scheme", url: "http://127.0.0.1:8080/plivo/status", host: "hooks.example.com", headers: v2Only, contains: []string{`"https://hooks.example.com/plivo/status"`}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
 		{name: "query left out", url: signed.URL, headers: SignatureHeaders{V3: noQuerySig, V3Nonce: signed.Headers.V3Nonce}, contains: []string{`"https://hooks.example.com/plivo/status"`, "query left out"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
-		{name: "raw path", url: "https://hooks.example.com/st%C3%A4tus", headers: SignatureHeaders{V2: rawPathSig, V2Nonce: rawNonce}, contains: []string{"percent-encoded"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/st%C3%A4tus"},
+		// The raw (escaped) path now verifies as signed; with another fault
+		// it is still found.
+		{name: "raw path and port", url: "https://hooks.example.com:8443/st%C3%A4tus", headers: SignatureHeaders{V2: rawPathSig, V2Nonce: rawNonce}, contains: []string{`v2 signature would verify with URL "https://hooks.example.com/st%C3%A4tus"`}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/st%C3%A4tus"},
+		// Issue 11: public_url with the callback path doubles it.
+		{name: "public_url with the path", url: "https://hooks.example.com/plivo/status/plivo/status?tenant=acme", contains: []string{wantURL, "shorter path", "scheme, host and port only"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
+		{name: "public_url with the path, v2", url: "https://hooks.example.com/plivo/status/plivo/status", headers: v2Only, contains: []string{`"https://hooks.example.com/plivo/status"`, "shorter path"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status"},
+		{name: "public_url with a prefix and the path", url: "https://hooks.example.com/a/b/plivo/status?tenant=acme", contains: []string{wantURL, "shorter path"}, finding: FoundURLMismatch, wantURL: "https://hooks.example.com/plivo/status?tenant=acme"},
 		{name: "params changed", url: signed.URL, params: url.Values{"MessageUUID": {"other"}}, contains: []string{"v2 signature verifies but v3 does not"}, finding: FoundParamsDiffer},
 		{name: "empty nonce", url: signed.URL, headers: SignatureHeaders{V3: signed.Headers.V3}, contains: []string{"empty nonce"}, finding: FoundBadHeaders},
 		{name: "no headers", url: signed.URL, headers: SignatureHeaders{}, contains: []string{"no X-Plivo-Signature"}, finding: FoundUnsigned},

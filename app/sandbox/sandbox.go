@@ -34,7 +34,12 @@ import (
 type Options struct {
 	// FailureShare is the fraction of messages that end undelivered or
 	// failed. It is exact over each block of 100 messages (a shuffled
-	// allocation, not an independent draw per message).
+	// allocation, not an independent draw per message), as long as the
+	// same unreachable numbers are not sent to again and again: a number
+	// whose first message failed may be unreachable (or the pair opted
+	// out), and then every message to it fails with the same code (see
+	// codeLocked). Other failures get a transient code. With FailureShare 0
+	// every message from a valid source is delivered.
 	FailureShare float64
 	// Step is the simulated network's time unit: "queued" is posted at once,
 	// "sent" about one Step later, the final status one to two Steps after
@@ -51,6 +56,10 @@ type Options struct {
 	NoCallbacks bool
 	// Logger receives the sandbox's own logs; nil discards them.
 	Logger *slog.Logger
+	// ReplyShare is the share of delivered messages whose recipient replies
+	// (an inbound message to the callback URL; see replies.go). Default
+	// 0.04; negative means never.
+	ReplyShare float64
 }
 
 // allocBlock is the allocation block over which FailureShare is exact.
@@ -58,13 +67,6 @@ const allocBlock = 100
 
 // maxMessages bounds the messages the sandbox remembers for lookups.
 const maxMessages = 100_000
-
-// Plivo's error codes the sandbox uses: undelivered ones (the carrier could
-// not deliver) and failed ones (Plivo did not send).
-var (
-	undeliveredCodes = []string{"20", "70", "80", "90", "100", "420", "1000"}
-	failedCodes      = []string{"30", "40", "50", "200", "300"}
-)
 
 // Sandbox is an in-process fake of Plivo's message API, served over real
 // HTTP on a loopback port, which posts signed delivery callbacks like Plivo.
@@ -85,22 +87,31 @@ type Sandbox struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	// seed keys the world's hashes (networks, unreachable numbers).
+	seed uint64
+	// dstFates and pairFates remember each number's and each source and
+	// destination pair's fate: its permanent error code, or "" (live).
+	dstFates, pairFates map[string]string
+
 	mu       sync.Mutex
 	rng      *mrand.Rand
 	msgs     map[string]*message
 	order    []string // message UUIDs, oldest first, for eviction
 	outcomes []string // current allocation block
 	next     int
+	replies  replyState
 }
 
 // message is the simulated state of one message.
 type message struct {
-	UUID, From, To, Type   string
-	Status, ErrorCode      string
-	MessageTime, SentTime  time.Time
-	UpdatedTime            time.Time
-	callbackURL, cbMethod  string
-	outcome                string
+	UUID, From, To, Type  string
+	Status, ErrorCode     string
+	MessageTime, SentTime time.Time
+	UpdatedTime           time.Time
+	callbackURL, cbMethod string
+	// outcome is the final status: delivered, undelivered or failed;
+	// code is its error code ("" when delivered).
+	outcome, code          string
 	sequence               int
 	chaosSwap, chaosRepeat bool
 }
@@ -132,6 +143,7 @@ func Start(opts Options) (*Sandbox, error) {
 		ln:        ln,
 		client:    &http.Client{Timeout: 10 * time.Second},
 		rng:       mrand.New(mrand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		seed:      seed,
 		msgs:      map[string]*message{},
 	}
 	sb.ctx, sb.cancel = context.WithCancel(context.Background())
@@ -254,7 +266,11 @@ func (sb *Sandbox) handleCreate(w http.ResponseWriter, r *http.Request) {
 			UUID: newMessageUUID(), From: strings.TrimPrefix(req.Src, "+"), To: strings.TrimPrefix(dst, "+"), Type: req.Type,
 			Status: "queued", MessageTime: now, UpdatedTime: now,
 			callbackURL: req.URL, cbMethod: strings.ToUpper(req.Method),
-			outcome: sb.nextOutcomeLocked(),
+		}
+		m.code = sb.codeLocked(req.Src, dst)
+		m.outcome = "delivered"
+		if m.code != "" {
+			m.outcome = codeStatus[m.code]
 		}
 		if sb.rng.Float64() < sb.opts.Chaos {
 			if sb.rng.IntN(2) == 0 {
@@ -276,26 +292,39 @@ func (sb *Sandbox) handleCreate(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// nextOutcomeLocked takes the next final status from the shuffled block,
-// refilling it every allocBlock messages.
-func (sb *Sandbox) nextOutcomeLocked() string {
+// Allocation slots: a message is delivered or fails.
+const (
+	outcomeDelivered = "delivered"
+	outcomeFail      = "fail"
+)
+
+// nextOutcomeLocked takes the next slot from the shuffled block, refilling
+// it every allocBlock messages. A message that must fail (its numbers
+// doomed it) takes a failure slot from later in the block in place of a
+// delivered one, so the block's share holds; when none is left it fails
+// all the same.
+func (sb *Sandbox) nextOutcomeLocked(mustFail bool) string {
 	if sb.next >= len(sb.outcomes) {
 		fail := int(sb.opts.FailureShare*allocBlock + 0.5)
 		sb.outcomes = make([]string, allocBlock)
 		for i := range sb.outcomes {
-			switch {
-			case i >= fail:
-				sb.outcomes[i] = "delivered"
-			case i%3 == 2:
-				sb.outcomes[i] = "failed"
-			default:
-				sb.outcomes[i] = "undelivered"
+			sb.outcomes[i] = outcomeDelivered
+			if i < fail {
+				sb.outcomes[i] = outcomeFail
 			}
 		}
 		sb.rng.Shuffle(len(sb.outcomes), func(i, j int) {
 			sb.outcomes[i], sb.outcomes[j] = sb.outcomes[j], sb.outcomes[i]
 		})
 		sb.next = 0
+	}
+	if mustFail && sb.outcomes[sb.next] != outcomeFail {
+		for j := sb.next + 1; j < len(sb.outcomes); j++ {
+			if sb.outcomes[j] == outcomeFail {
+				sb.outcomes[sb.next], sb.outcomes[j] = sb.outcomes[j], sb.outcomes[sb.next]
+				break
+			}
+		}
 	}
 	o := sb.outcomes[sb.next]
 	sb.next++
@@ -318,13 +347,7 @@ func (sb *Sandbox) simulate(m *message) {
 	step := sb.opts.Step
 	sb.mu.Lock()
 	jitter := time.Duration(sb.rng.Int64N(int64(step)))
-	code := ""
-	switch m.outcome {
-	case "failed":
-		code = failedCodes[sb.rng.IntN(len(failedCodes))]
-	case "undelivered":
-		code = undeliveredCodes[sb.rng.IntN(len(undeliveredCodes))]
-	}
+	code := m.code
 	sb.mu.Unlock()
 
 	type stage struct {
@@ -358,6 +381,9 @@ func (sb *Sandbox) simulate(m *message) {
 	if m.chaosSwap && len(pending) == 3 {
 		sb.post(m, pending[1])
 	}
+	if m.outcome == "delivered" {
+		sb.maybeReply(m)
+	}
 }
 
 // advance sets m's status and returns the callback parameters for it.
@@ -383,10 +409,14 @@ func (sb *Sandbox) advance(m *message, status, code string) url.Values {
 	set("Status", status)
 	set("ErrorCode", m.ErrorCode)
 	set("Units", "1")
-	set("TotalRate", "0.00500")
-	set("TotalAmount", "0.00500")
-	set("MCC", "310")
-	set("MNC", "260")
+	rate, net := m.charge(), sb.networkOf(m.To)
+	if !m.reachedNetwork() {
+		net = network{}
+	}
+	set("TotalRate", rate)
+	set("TotalAmount", rate)
+	set("MCC", net.mcc)
+	set("MNC", net.mnc)
 	set("PartInfo", "1 of 1")
 	set("Sequence", strconv.Itoa(m.sequence))
 	set("PowerpackUUID", "")
@@ -399,6 +429,19 @@ func (sb *Sandbox) advance(m *message, status, code string) url.Values {
 	}
 	set("DeliveryReportTime", plivoTime(dr))
 	return p
+}
+
+// reachedNetwork reports whether the message got as far as a mobile
+// network: not with an invalid source (40) or destination (50).
+func (m *message) reachedNetwork() bool { return m.code != "40" && m.code != "50" }
+
+// charge is the rate billed for the message: nothing when it never
+// reached a network.
+func (m *message) charge() string {
+	if !m.reachedNetwork() {
+		return "0.00000"
+	}
+	return rateOf(m.To)
 }
 
 // plivoTime formats t like Plivo's callbacks; zero is "".
@@ -519,7 +562,7 @@ func (sb *Sandbox) handleGet(w http.ResponseWriter, r *http.Request) {
 			APIID: uuid.NewString(), ErrorCode: m.ErrorCode, FromNumber: m.From, MessageDirection: "outbound",
 			MessageState: m.Status, MessageTime: ts(m.MessageTime), MessageType: m.Type, MessageUUID: m.UUID,
 			ResourceURI: "/v1/Account/" + sb.authID + "/Message/" + m.UUID + "/",
-			ToNumber:    m.To, TotalAmount: "0.00500", TotalRate: "0.00500", Units: 1,
+			ToNumber:    m.To, TotalAmount: m.charge(), TotalRate: m.charge(), Units: 1,
 			MessageSentTime: ts(m.SentTime), MessageUpdatedTime: ts(m.UpdatedTime),
 		}
 	}

@@ -233,7 +233,8 @@ async function loadPage(reset) {
   if (!reset && !state.next) return;
   const seq = reset ? ++state.listSeq : state.listSeq;
   state.loading = true;
-  if (reset) showListState("loading…");
+  // Rows of the previous filter stay, dimmed, until the new ones arrive.
+  if (reset) { showListState("loading…"); $("#messages").ariaBusy = "true"; }
   try {
     const f = state.filters;
     const text = isTextQuery(f.q) || !!f.err;
@@ -266,7 +267,7 @@ async function loadPage(reset) {
   } catch (e) {
     if (seq === state.listSeq) showListState("Could not load messages: " + e.message);
   } finally {
-    if (seq === state.listSeq) state.loading = false;
+    if (seq === state.listSeq) { state.loading = false; $("#messages").ariaBusy = null; }
   }
 }
 
@@ -642,7 +643,7 @@ async function loadStats() {
   $("#ttd").textContent = t.p50_seconds != null ? `to deliver: p50 ${t.p50_seconds.toFixed(1)} s · p90 ${t.p90_seconds.toFixed(1)} s` : "";
   const top = $("#top-errors");
   top.replaceChildren(...st.top_error_codes.map((e) => {
-    const b = el("button", { type: "button", class: "link", "data-err": e.code, "aria-label": `list them: messages with error ${e.code}`, text: "list them" });
+    const b = el("button", { type: "button", class: "link", "data-err": e.code, "aria-label": `list messages with error ${e.code}`, text: "list messages" });
     b.addEventListener("click", () => filterByError(e.code));
     return el("li", {}, el("b", { text: `${e.code}` }), ` × ${nf.format(e.count)} – ${describeError(e.code) || "unknown code"} `, b);
   }));
