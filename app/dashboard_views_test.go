@@ -488,7 +488,7 @@ func TestDashboardKeyboard(t *testing.T) {
 // sees the message go to delivered live, then finds it by a word of its
 // text (searched in the browser over recent messages) and by number.
 func TestDashboardSendAndTextSearch(t *testing.T) {
-	sb, err := sandbox.Start(sandbox.Options{Step: 20 * time.Millisecond, Chaos: -1, Seed: 3})
+	sb, err := sandbox.Start(sandbox.Options{Step: 20 * time.Millisecond, Chaos: -1, Seed: 3, ReplyShare: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

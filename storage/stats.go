@@ -204,8 +204,10 @@ const (
 )
 
 // statsStatus is the counter a message's current status goes to.
+// StatusReceived (inbound messages) ranks 0 but is one of ours: it keeps its
+// counter, which the API reports apart from the delivery counts.
 func statsStatus(status string) string {
-	if StatusRank(status) == 0 {
+	if StatusRank(status) == 0 && status != StatusReceived {
 		return statsOther
 	}
 	return status
@@ -216,7 +218,7 @@ func statsStatus(status string) string {
 // time it is rewritten. It keeps the most frequent codes.
 func (h *hourStats) bound() {
 	for k, v := range h.counts {
-		if k != statsOther && StatusRank(k) == 0 {
+		if k != statsOther && statsStatus(k) == statsOther {
 			h.counts[statsOther] += v
 			delete(h.counts, k)
 		}

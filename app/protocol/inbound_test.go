@@ -143,7 +143,7 @@ func TestParsePostedNeitherKind(t *testing.T) {
 		}
 	}
 	// A report is still parsed as one.
-	params, _ := url.ParseQuery("MessageUUID=u&Status=delivered&From=1&To=2")
+	params, _ := url.ParseQuery("MessageUUID=2a0c7d8e-8f8e-11ef-9b1d-0242ac120002&Status=delivered&From=1&To=2")
 	if ev, err := ParsePosted(params); err != nil || ev.Source != storage.SourceCallback || ev.Status != "delivered" {
 		t.Errorf("ParsePosted(report) = %+v, %v", ev, err)
 	}

@@ -555,7 +555,11 @@ function renderDetail() {
     ));
   }
   out.push(ol);
-  $("#detail-body").replaceChildren(...out);
+  // What other views (inbound.js: the conversation link) need to know of
+  // the message shown, without reading it back out of the rendered text.
+  const db = $("#detail-body");
+  Object.assign(db.dataset, { status: m.status || "", from: m.from || "", to: m.to || "", direction: m.direction || "outbound" });
+  db.replaceChildren(...out);
 }
 
 function setZone(z) {

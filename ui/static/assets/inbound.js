@@ -40,13 +40,15 @@ const state = {
 };
 
 // ---------- rows ----------
-// Cells of a row as app.js renders it: first seen, status, to, from, error, uuid.
-const TO = 2, FROM = 3;
+// Cells of a row as app.js renders it, found by the column heads so a
+// change of column order in index.html does not break these views.
+const column = (name) => [...$("#messages thead tr").cells].findIndex((th) => th.textContent.trim() === name);
+const STATUS = column("Status"), TO = column("Number"), FROM = column("From");
 
 function decorateRow(tr) {
   const inbound = tr.dataset.status === "received";
   tr.classList.toggle("inbound", inbound);
-  const statusCell = tr.cells[1];
+  const statusCell = tr.cells[STATUS];
   if (inbound && statusCell && !statusCell.querySelector(".dir")) {
     statusCell.prepend(el("span", { class: "dir", title: "inbound: sent to your number", text: "⬅ inbound " }));
     const text = el("div", { class: "inbound-text" });
@@ -130,17 +132,16 @@ const conv = el("dialog", { id: "conversation", class: "conversation" },
 document.body.append(conv);
 conv.addEventListener("close", () => { state.convNumber = null; });
 
-// The detail dialog app.js fills: offer the conversation with the other party.
+// The detail panel app.js fills (it names the message's numbers and
+// direction in data attributes): offer the conversation with the other party.
 new MutationObserver(() => {
   const body = $("#detail-body");
   if (!body || body.querySelector(".open-conversation")) return;
-  const fields = {};
-  const dts = body.querySelectorAll("dl.fields dt");
-  for (const dt of dts) fields[dt.textContent] = dt.nextElementSibling?.textContent ?? "";
-  if (!fields["Status"]) return;
-  const number = fields["Status"] === "received" ? fields["From"] : fields["To"];
+  const d = body.dataset;
+  if (!d.status) return;
+  const number = d.direction === "inbound" || d.status === "received" ? d.from : d.to;
   if (!digits(number)) return;
-  body.querySelector("h2")?.after(el("p", {}, el("button", {
+  body.prepend(el("p", {}, el("button", {
     type: "button", class: "open-conversation", "data-number": digits(number), text: `Conversation with +${digits(number)}`,
   })));
 }).observe($("#detail-body"), { childList: true });
