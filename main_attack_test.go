@@ -700,6 +700,11 @@ func slowBodies(t *testing.T, tg *target, row *attackRow, chunked bool) {
 	})
 	took := time.Since(start)
 	close(sample)
+	// A last sample: refused at once, the bodies may all be gone before
+	// the first tick.
+	if _, rss := tg.memKB(); rss > peakRSS.Load() {
+		peakRSS.Store(rss)
+	}
 	close(stop)
 	wg.Wait()
 	row.figure = fmt.Sprintf("1,000 bodies, all answered in %s; most sent before an answer %s; sampled VmRSS peak %d MB; valid callbacks %s",
