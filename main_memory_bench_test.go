@@ -222,7 +222,7 @@ func goMetric(tb testing.TB, addr, name string) float64 {
 // startOnDataDir starts the binary on dataDir with the default nonce_ttl and
 // returns it once /readyz answers 200, with the time that took (the store's
 // Open: freelist rebuild and the nonce index loaded from the log).
-func startOnDataDir(b *testing.B, dataDir string) (*proc, time.Duration) {
+func startOnDataDir(b *testing.B, dataDir string, env ...string) (*proc, time.Duration) {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -253,6 +253,7 @@ enabled = false
 	p := &proc{addr: addr, stderr: &testsupport.LockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(buildBinary(b), "serve", "-config", cfgPath)
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stderr
+	p.cmd.Env = append(os.Environ(), env...)
 	start := time.Now()
 	if err := p.cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -287,12 +288,23 @@ enabled = false
 // loopback connections (new messages, three callbacks each, fresh random
 // nonces), waits 5 s, and reports the process's RssAnon, VmRSS and VmHWM,
 // the Go heap as the server's /metrics reports it, and the time from start
-// to the first /readyz 200.
+// to the first /readyz 200. It runs the server as shipped (limit=budget: the
+// memory limit app.TuneGC sets) and, as the baseline, with GOMEMLIMIT=off
+// (GOGC 400 alone, as before app.MemoryBudget), on the same data dir.
 //
 //	PLIVO_DLR_BENCH_LARGE=1 go test -run '^$' -bench BenchmarkServerMemory -benchtime 30000x -timeout 60m .
 func BenchmarkServerMemory(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{{"limit=budget", nil}, {"limit=off", []string{"GOMEMLIMIT=off"}}} {
+		b.Run(tc.name, func(b *testing.B) { benchServerMemory(b, tc.env) })
+	}
+}
+
+func benchServerMemory(b *testing.B, env []string) {
 	dataDir := memDataDir(b)
-	p, openTime := startOnDataDir(b, dataDir)
+	p, openTime := startOnDataDir(b, dataDir, env...)
 	idle := procStatus(b, p.cmd.Process.Pid)
 
 	var next, failed atomic.Int64
