@@ -78,7 +78,8 @@ func TestAnalyticsView(t *testing.T) {
 				setViewport(vp.w, vp.h),
 				chromedp.Navigate(d.url("/")),
 				chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)),
-				chromedp.Click(chromedp.CSS(`#analytics-link`)),
+				// The header's link, or on a phone the strip's.
+				chromedp.Click(chromedp.CSS(map[string]string{"desktop": `#analytics-link`, "phone": `.strip .an-strip-link`}[vp.name])),
 				chromedp.WaitVisible(chromedp.CSS(`#analytics-view`)),
 				chromedp.Poll[chromedp.Void](`document.querySelectorAll("#an-countries tbody tr").length === 7`, chromedp.WithPollingTimeout(10*time.Second)),
 			)

@@ -41,6 +41,12 @@ const state = { window: "24h", data: null, sort: {}, focus: -1, timer: null };
 const regions = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(["en"], { type: "region" }) : null;
 
 // ---------- view switching ----------
+// The header links here; on phones, where the header has no room, a link
+// in the figures strip does (analytics.css shows one or the other).
+{
+  const strip = $(".strip");
+  if (strip) strip.append(el("a", { href: "#analytics", class: "an-strip-link", text: "Analytics" }));
+}
 const view = el("section", { id: "analytics-view", class: "an-view", "aria-labelledby": "an-title", hidden: "" });
 $("main").prepend(view);
 
