@@ -4,14 +4,19 @@ package storage
 // analytics counters. A compact prefix table instead of a phone-number
 // library: it runs on the writer goroutine for every message whose
 // counters move, and a longest-prefix lookup of at most three digits is a
-// few map probes, no parsing. Numbers sharing a calling code are told
+// few array loads, no parsing. Numbers sharing a calling code are told
 // apart only where it is cheap (+1: Canada's area codes; +7: Kazakhstan);
 // other shared codes count under the code's main country.
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
-// callingCodes maps a calling code to an ISO 3166-1 alpha-2 region.
-var callingCodes = func() map[string]string {
+// callingCodes[len-1][code] is the ISO 3166-1 alpha-2 region of a calling
+// code of len digits: arrays indexed by the code's value, so a lookup is a
+// load, not a hash.
+var callingCodes = func() (t [3][1000]string) {
 	const table = "1:US 7:RU 20:EG 27:ZA 30:GR 31:NL 32:BE 33:FR 34:ES 36:HU 39:IT 40:RO 41:CH 43:AT 44:GB 45:DK 46:SE 47:NO 48:PL 49:DE " +
 		"51:PE 52:MX 53:CU 54:AR 55:BR 56:CL 57:CO 58:VE 60:MY 61:AU 62:ID 63:PH 64:NZ 65:SG 66:TH 81:JP 82:KR 84:VN 86:CN " +
 		"90:TR 91:IN 92:PK 93:AF 94:LK 95:MM 98:IR 211:SS 212:MA 213:DZ 216:TN 218:LY 220:GM 221:SN 222:MR 223:ML 224:GN " +
@@ -25,23 +30,23 @@ var callingCodes = func() map[string]string {
 		"686:KI 687:NC 688:TV 689:PF 690:TK 691:FM 692:MH 850:KP 852:HK 853:MO 855:KH 856:LA 880:BD 886:TW 960:MV 961:LB " +
 		"962:JO 963:SY 964:IQ 965:KW 966:SA 967:YE 968:OM 970:PS 971:AE 972:IL 973:BH 974:QA 975:BT 976:MN 977:NP 992:TJ " +
 		"993:TM 994:AZ 995:GE 996:KG 998:UZ"
-	m := map[string]string{}
 	for _, e := range strings.Fields(table) {
 		code, region, _ := strings.Cut(e, ":")
-		m[code] = region
+		n, _ := strconv.Atoi(code)
+		t[len(code)-1][n] = region
 	}
-	return m
+	return t
 }()
 
 // canadianAreaCodes are the NANP area codes of Canada; the rest of +1 counts
 // as US (the Caribbean members are few and small).
-var canadianAreaCodes = func() map[string]bool {
-	m := map[string]bool{}
+var canadianAreaCodes = func() (t [1000]bool) {
 	for _, c := range strings.Fields("204 226 236 249 250 263 289 306 343 354 365 367 368 382 403 416 418 428 431 437 438 450 " +
 		"468 474 506 514 519 548 579 581 584 587 600 604 613 639 647 672 683 705 709 742 753 778 780 782 807 819 825 867 873 879 902 905") {
-		m[c] = true
+		n, _ := strconv.Atoi(c)
+		t[n] = true
 	}
-	return m
+	return t
 }()
 
 // countryOf returns the region of an E.164 number (with or without "+",
@@ -63,8 +68,15 @@ func countryOf(number string) string {
 	if n == 0 {
 		return ""
 	}
+	val := func(l int) int { // the value of the first l digits
+		v := 0
+		for _, c := range d[:l] {
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
 	if d[0] == '1' {
-		if n == 4 && canadianAreaCodes[string(d[1:4])] {
+		if n == 4 && canadianAreaCodes[val(4)-1000] {
 			return "CA"
 		}
 		return "US"
@@ -76,7 +88,7 @@ func countryOf(number string) string {
 		return "RU"
 	}
 	for l := min(n, 3); l >= 1; l-- {
-		if r, ok := callingCodes[string(d[:l])]; ok {
+		if r := callingCodes[l-1][val(l)]; r != "" {
 			return r
 		}
 	}
