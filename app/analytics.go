@@ -85,8 +85,8 @@ var errBadAnalyticsWindow = errors.New("must be 1h, 24h, 7d or 30d")
 // handleAnalytics answers GET /api/analytics?window=24h from the counters
 // kept at write time, in one read transaction (Store.StatsRangeRead):
 // the cost grows with the window's steps, never with the messages stored.
-// Totals and tables are to the hour, like /api/stats; the 1h series is in
-// minutes.
+// Tables are to the hour, like /api/stats; the 1h series and its totals
+// are to the minute.
 func (s *Server) handleAnalytics(c *fiber.Ctx) error {
 	name := string([]byte(c.Query("window", "24h")))
 	w, ok := analyticsWindows[name]
@@ -116,7 +116,18 @@ func (s *Server) handleAnalytics(c *fiber.Ctx) error {
 		body.Series[i] = seriesPoint{Time: p.Start, Counts: p.Counts}
 	}
 	t := &body.Totals
-	for status, n := range r.Counts {
+	counts := r.Counts
+	if w.step < time.Hour {
+		// The minute series is exact to the minute: the totals follow it
+		// rather than the hours the window overlaps.
+		counts = map[string]int64{}
+		for _, p := range r.Points {
+			for status, n := range p.Counts {
+				counts[status] += n
+			}
+		}
+	}
+	for status, n := range counts {
 		switch {
 		case status == storage.StatusReceived:
 			t.Inbound += n
