@@ -375,6 +375,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fmt.Errorf("open store in %s: %w", cfg.Server.DataDir, err)
 	}
+	if rep := store.Checked(); rep.Complete {
+		logger.Info("database checked", "pages", rep.Pages, "took", rep.Took.Round(time.Millisecond))
+	} else if rep.HighWater > 0 {
+		logger.Warn("database check stopped at its time bound: the rest of the file is unchecked",
+			"pages", rep.Pages, "of", rep.HighWater, "took", rep.Took.Round(time.Millisecond))
+	}
 	defer func() {
 		if err := store.Close(); err != nil {
 			logger.Error("close store", "err", err)

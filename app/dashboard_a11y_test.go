@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 )
 
 // axeSource reads axe-core, which .ci/deps installs into .ci/node_modules
@@ -117,6 +118,8 @@ func TestDashboardAccessibility(t *testing.T) {
 		}
 	})
 	uuids := seedMessages(t, d, 20)
+	// An inbound reply: its row, the opt-out list and the conversation link.
+	d.sendInbound(t, uuid.Must(uuid.NewUUID()).String(), "447700900123", "14155550100", "Running late, 10 min", "")
 	sendMisSigned(t, d)
 	ctx := newBrowser(t)
 	defer failureScreenshot(t, ctx)
@@ -135,7 +138,7 @@ func TestDashboardAccessibility(t *testing.T) {
 			chromedp.Navigate(d.url("/")),
 			chromedp.WaitVisible(chromedp.CSS(`#conn[data-state="live"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#problems [data-kind="callbacks_refused"]`)),
-			chromedp.Poll[chromedp.Void](`document.querySelectorAll("#messages tbody tr").length === 20 && document.querySelector("#counts").textContent.includes("total")`,
+			chromedp.Poll[chromedp.Void](`document.querySelectorAll("#messages tbody tr").length === 21 && document.querySelector("#counts").textContent.includes("total")`,
 				chromedp.WithPollingTimeout(10*time.Second)),
 			// Wait for the rows' change highlight to fade: axe would measure
 			// contrast against the animation's yellow.

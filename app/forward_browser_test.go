@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -72,6 +74,18 @@ func TestDashboardForwardingBanner(t *testing.T) {
 	banner := browserValue(t, ctx, "read banner", chromedp.TextContent(chromedp.CSS(`#forward-banner`)))
 	if !strings.Contains(banner, "Forwarding sink app is failing") {
 		t.Errorf("banner: %q", banner)
+	}
+	// GET /api/health names it too, for API clients and monitors.
+	req, _ := http.NewRequest(http.MethodGet, d.url("/api/health"), nil)
+	req.Header.Set("Authorization", "Bearer "+string(dashAPIToken))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	health, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(health), `"kind":"sink_failing"`) || !strings.Contains(string(health), "Forwarding to app fails") {
+		t.Errorf("GET /api/health: %d %s, want a sink_failing problem for app", resp.StatusCode, health)
 	}
 	sink := browserValue(t, ctx, "read sink", chromedp.TextContent(chromedp.CSS(`#sinks li`)))
 	if !strings.Contains(sink, "1 behind") {

@@ -138,11 +138,11 @@ func (s *Server) builtinProblems(now time.Time) []Problem {
 		out = append(out, Problem{Kind: "no_auth_token", Since: s.started, Detail: "No Plivo auth token is set: every callback is refused", Hint: "set plivo.auth_token"})
 	}
 	if h := s.store.CommitHealth(commitFailWindow); h.Failing {
-		out = append(out, Problem{Kind: "storage_failing", Since: h.Since,
+		out = append(out, Problem{Kind: "storage", Since: h.Since,
 			Detail: "Storing callbacks fails: Plivo gets 503 and retries (" + clip(h.Err.Error()) + ")",
 			Hint:   "check free space and the disk of server.data_dir"})
 	} else if free, err := s.store.FreeBytes(); err == nil && free < readyMinFree {
-		out = append(out, Problem{Kind: "storage_failing", Since: now,
+		out = append(out, Problem{Kind: "storage", Since: now,
 			Detail: fmt.Sprintf("The data dir is nearly full (%d MiB free): callbacks will soon be refused", free>>20),
 			Hint:   "free space in server.data_dir or shorten retention"})
 	}

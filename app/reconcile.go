@@ -148,6 +148,7 @@ func (s *Server) reconcilePass(ctx context.Context, opts ReconcileOptions, st *r
 			}
 			looked++
 			s.metrics.reconciles.WithLabelValues(result).Inc()
+			s.reconcileHealth.note(s.now().UTC(), err)
 			wait := opts.MinGap
 			if err != nil {
 				st.backoff = min(max(2*st.backoff, opts.BackoffBase), opts.BackoffMax)

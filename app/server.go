@@ -85,10 +85,12 @@ type Server struct {
 	// unparsedTimesLog samples the lines about unreadable callback times.
 	unparsedTimesLog *rejectionLog
 	// Health: refused callbacks and other problem sources for GET /api/health.
-	refused        refusals
-	problemSources []ProblemSource
-	started        time.Time
-	forward        *forward.Manager
+	refused refusals
+	// reconcileHealth says whether reconciliation lookups are failing.
+	reconcileHealth reconcileHealth
+	problemSources  []ProblemSource
+	started         time.Time
+	forward         *forward.Manager
 
 	// replay: V3 seen, capacity log (callback_nonce.go).
 	replay replayState
@@ -164,7 +166,9 @@ func NewServer(opts Options) (*Server, error) {
 	s.AddNotifier(s.hub)
 	if s.forward = opts.Forward; s.forward != nil {
 		s.AddNotifier(forwardWaker{s.forward})
+		s.addProblemSource(s.sinkProblems)
 	}
+	s.addProblemSource(s.reconcileHealth.problems)
 	// The server is the store's one consumer of applied events: a second
 	// server on the same store is refused rather than silently taking the
 	// events over.
@@ -250,6 +254,8 @@ func (s *Server) consumeApplied(applied <-chan storage.Applied) {
 		if a.Missed > 0 {
 			s.log.Warn("dashboard and metrics fell behind ingestion: events not published",
 				"missed", a.Missed, "dropped_total", s.store.AppliedDropped())
+			// Stream clients resume from the database instead of missing them.
+			s.hub.Resync()
 		}
 		s.publish(a)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/contrib/websocket"
@@ -46,9 +47,12 @@ const (
 	closeTooSlow = 4000
 )
 
-// localsSince carries the parsed ?since from the upgrade request to the
-// stream handler.
-const localsSince = "ws_since"
+// localsSince and localsMode carry the parsed ?since and the stream mode
+// from the upgrade request to the stream handler.
+const (
+	localsSince = "ws_since"
+	localsMode  = "ws_mode"
+)
 
 // handleStream checks a /ws request (authentication ran before it) and
 // upgrades it. ?since=CURSOR asks for a replay of the events after CURSOR.
@@ -69,6 +73,14 @@ func (s *Server) handleStream(c *fiber.Ctx) error {
 		since = int64(n)
 	}
 	c.Locals(localsSince, since)
+	// API clients resuming by cursor get the exact stream, every event in
+	// order. Everyone else (the dashboard) gets the latest state per
+	// message, batched: a burst costs each of them one write per batch.
+	mode := hub.Latest
+	if since >= 0 && c.Locals(localsPrincipal) == "token" {
+		mode = hub.Exact
+	}
+	c.Locals(localsMode, mode)
 	return s.wsUpgrade(c)
 }
 
@@ -116,6 +128,7 @@ type stream struct {
 	conn *websocket.Conn
 	raw  net.Conn
 	sub  *hub.Subscription
+	mode hub.Mode
 	buf  []byte
 	// last is the highest cursor written, reported in a too-slow close.
 	last uint64
@@ -127,14 +140,15 @@ type stream struct {
 // connection is closed after it returns.
 func (s *Server) serveStream(conn *websocket.Conn) {
 	since, _ := conn.Locals(localsSince).(int64)
-	sub, err := s.hub.Subscribe()
+	mode, _ := conn.Locals(localsMode).(hub.Mode)
+	sub, err := s.hub.Subscribe(mode)
 	if err != nil {
 		_ = conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
 		return
 	}
 	defer sub.Close()
-	st := &stream{s: s, conn: conn, raw: underlyingConn(conn.NetConn()), sub: sub}
+	st := &stream{s: s, conn: conn, raw: underlyingConn(conn.NetConn()), sub: sub, mode: mode}
 	limitSendBuffer(st.raw)
 
 	// The reader goroutine handles pongs, pings and the client's close,
@@ -238,6 +252,8 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 
 	ping := time.NewTicker(wsPingPeriod)
 	defer ping.Stop()
+	pause := time.NewTimer(time.Hour)
+	defer pause.Stop()
 	var frames []hub.Frame
 	for {
 		frames, wake, lagged := st.sub.Next(frames[:0], wsBatchFrames)
@@ -246,22 +262,38 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 			return "too slow; reconnect with ?since=" + strconv.FormatUint(st.last, 10), closeTooSlow
 		}
 		if len(frames) > 0 {
+			// A latest subscriber's frame is usually one shared batch:
+			// written as it is, not copied.
+			var out []byte
 			st.buf = st.buf[:0]
 			for _, f := range frames {
+				// Exact: one event, already sent by the replay. Latest: a
+				// batch covering only events the replay covered.
 				if f.Cursor <= liveFrom {
-					continue // already sent by the replay
+					continue
 				}
-				st.buf = append(st.buf, f.Wire...)
+				switch {
+				case out == nil:
+					out = f.Wire
+				case len(st.buf) == 0:
+					st.buf = append(append(st.buf, out...), f.Wire...)
+					out = st.buf
+				default:
+					st.buf = append(st.buf, f.Wire...)
+					out = st.buf
+				}
 				st.last = max(st.last, f.Cursor)
 			}
-			if len(st.buf) > 0 {
-				if err := st.write(st.buf); err != nil {
+			clear(frames) // drop references to shared frames
+			if len(out) > 0 {
+				if err := st.write(out); err != nil {
 					return "", 0
 				}
 			}
 			// Let more frames gather before the next write (see wsFlushInterval).
+			pause.Reset(wsFlushInterval)
 			select {
-			case <-time.After(wsFlushInterval):
+			case <-pause.C:
 				continue
 			case <-readerDone:
 				return "", 0
@@ -315,8 +347,25 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 			return cur, err
 		}
 		st.buf = st.buf[:0]
+		if st.mode == hub.Latest {
+			// A dashboard needs each message's state once per page: at the
+			// cursor of its last event in the page, in ascending order, so
+			// resuming from the highest cursor received still misses nothing.
+			last := make(map[string]uint64, len(states))
+			for _, ev := range events {
+				last[ev.MessageUUID] = ev.Cursor
+			}
+			kept := events[:0]
+			for _, ev := range events {
+				if last[ev.MessageUUID] == ev.Cursor {
+					kept = append(kept, ev)
+				}
+			}
+			cur = events[len(events)-1].Cursor
+			events = kept
+		}
 		for _, ev := range events {
-			cur = ev.Cursor
+			cur = max(cur, ev.Cursor)
 			m, ok := states[ev.MessageUUID]
 			if !ok {
 				continue // removed by retention since; nothing to show
@@ -327,12 +376,23 @@ func (st *stream) replay(since uint64, readerDone <-chan struct{}) (uint64, erro
 			}
 			st.buf = append(st.buf, wire...)
 		}
+		if h := replayPageHook.Load(); h != nil {
+			(*h)(len(events), len(states), len(st.buf))
+		}
+		if len(st.buf) == 0 {
+			st.last = cur
+			continue
+		}
 		if err := st.write(st.buf); err != nil {
 			return cur, errStreamDone
 		}
 		st.last = cur
 	}
 }
+
+// replayPageHook, when set (by tests), hears of every replay page: the
+// frames written, the message states read and the bytes sent.
+var replayPageHook atomic.Pointer[func(frames, states, bytes int)]
 
 // write sends pre-encoded frames in one call. Whole-frame writes are safe
 // beside the reader goroutine's control replies: net.Conn serialises

@@ -476,6 +476,9 @@ func decodeMessageV1(r *reader, m *Message, idx *eventIndex) error {
 	n := r.uvarint()
 	if idx != nil {
 		r.refs(idx, n)
+	} else if n > uint64(len(r.b)/16) {
+		// The same record must not decode without the index and fail with it.
+		r.fail()
 	}
 	return r.err
 }

@@ -77,6 +77,10 @@ type Options struct {
 	// BeforeCommit, if set, runs on the writer goroutine before each batch
 	// is applied. Tests use it to inject a slow commit (a stalled disk).
 	BeforeCommit func()
+	// CheckTimeout bounds the integrity check Open runs on an existing
+	// file before bbolt maps it (check.go); 0 means DefaultCheckTimeout,
+	// negative skips the check.
+	CheckTimeout time.Duration
 	// MaxNonces caps the unexpired nonces remembered (see nonce.go); 0
 	// means DefaultMaxNonces. At the cap new nonces get ErrNonceCapacity.
 	MaxNonces int
@@ -98,6 +102,8 @@ type Store struct {
 	health commitHealth
 	// feed is the Applied channel.
 	feed feed
+	// checked is what the integrity check at Open found.
+	checked CheckReport
 	// backupMu makes backup copies one at a time, so each one's free-space
 	// check sees the space the previous copies took.
 	backupMu sync.Mutex
@@ -127,6 +133,20 @@ func Open(path string, opts Options) (*Store, error) {
 	// history. An empty file is refused; a missing one is created.
 	if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
 		return nil, fmt.Errorf("open store %s: %w", path, ErrEmptyFile)
+	}
+	var checked CheckReport
+	if budget := opts.CheckTimeout; budget >= 0 {
+		if budget == 0 {
+			budget = DefaultCheckTimeout
+		}
+		var err error
+		if checked, err = checkFile(path, timeout, budget); err != nil {
+			var ce *CorruptError
+			if errors.As(err, &ce) { // names the file already
+				return nil, fmt.Errorf("open store: %w", err)
+			}
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: timeout,
@@ -175,6 +195,7 @@ func Open(path string, opts Options) (*Store, error) {
 		onCommit:     opts.OnCommit,
 		beforeCommit: opts.BeforeCommit,
 		done:         make(chan struct{}),
+		checked:      checked,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -233,6 +254,9 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// Checked reports the integrity check Open ran on the file.
+func (s *Store) Checked() CheckReport { return s.checked }
 
 // Path returns the database file's path.
 func (s *Store) Path() string { return s.path }

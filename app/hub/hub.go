@@ -1,30 +1,64 @@
-// Package hub fans stored events out to the dashboard's WebSocket
-// subscribers: each committed event is encoded once into a ready-to-write
-// WebSocket frame and kept in a shared ring that every subscriber reads at
-// its own pace. It knows nothing of HTTP; the server's /ws handler owns the
-// connections and writes the frames.
+// Package hub fans stored events out to the WebSocket subscribers. It
+// knows nothing of HTTP; the server's /ws handler owns the connections and
+// writes the frames.
+//
+// Two kinds of subscriber share it:
+//
+//   - Exact subscribers (API clients resuming with ?since=) get every event,
+//     in cursor order, each encoded once into a ready-to-write WebSocket
+//     frame kept in a shared ring that every subscriber reads at its own
+//     pace.
+//   - Latest subscribers (dashboards) get, every LatestInterval at most, one
+//     shared batch: the latest state of each message that changed, one
+//     frame per message, in ascending order of the message's newest
+//     cursor. A burst of events thus costs each dashboard one write per
+//     interval, and the batch is encoded once for all of them. Resuming
+//     from the highest cursor received misses nothing: every event at or
+//     below it is reflected in a frame already sent.
+//
+// Notify runs on the storage writer's goroutine, before callbacks are
+// answered: it only queues the event. Encoding happens on the hub's own
+// goroutine, so subscribers never slow a commit.
 package hub
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"plivo-dlr/storage"
 )
 
-// ringSize is how many frames the hub keeps for subscribers to catch up
-// on. A subscriber that falls further behind is dropped and resumes from its
-// cursor through the database. At a few hundred bytes a frame this is about
-// 2 MiB shared by every client, instead of a buffer per client.
+// ringSize is how many frames the hub keeps for exact subscribers to catch
+// up on. A subscriber that falls further behind is dropped and resumes from
+// its cursor through the database. At a few hundred bytes a frame this is
+// about 2 MiB shared by every client, instead of a buffer per client.
 const ringSize = 4096
+
+// batchRingSize is how many latest-state batches the hub keeps: at one per
+// LatestInterval, a dashboard may stall for about 6 s before it is dropped
+// (and resumes by cursor).
+const batchRingSize = 64
+
+// LatestInterval is the shortest time between two batches for latest
+// subscribers: it bounds their frame rate and so their cost under a burst,
+// and is well under the 250 ms a dashboard update may take.
+const LatestInterval = 100 * time.Millisecond
+
+// maxPending bounds the events queued for the encoder. Beyond it (the
+// encoder is starved of CPU for a long time) the oldest are not encoded and
+// every subscriber is told to resume from the database.
+const maxPending = 64 << 10
 
 // ErrClosed is returned by Subscribe once the hub is shutting down.
 var ErrClosed = errors.New("hub closed")
@@ -43,61 +77,230 @@ const (
 	FrameReady = "ready"
 )
 
-// Frame is a stored event encoded once as a complete WebSocket text frame,
-// shared read-only by every subscriber: Wire must not be modified.
+// Frame is encoded stream data shared read-only by every subscriber: Wire
+// must not be modified. For an exact subscriber it is one event's frame
+// (Cursor is the event's); for a latest subscriber it is a batch of
+// frames covering every event up to Cursor.
 type Frame struct {
 	Cursor uint64
 	Wire   []byte
 }
 
-// Hub fans stored events out to WebSocket subscribers. It keeps the newest
-// frames in a ring that all subscribers read at their own pace, so Notify
-// costs the same with 0 or 500 clients and never waits for any of them.
+// Mode says which stream a subscriber gets.
+type Mode int
+
+// Subscriber modes.
+const (
+	// Latest: coalesced batches, the latest state per message.
+	Latest Mode = iota
+	// Exact: every event, in order.
+	Exact
+)
+
+type pendingEvent struct {
+	cursor uint64
+	msg    storage.Message
+}
+
+// channel is one ring of frames with its readers' wake-up.
+type channel struct {
+	ring []Frame
+	head uint64        // frames ever appended; the next goes to ring[head%len]
+	wake chan struct{} // closed and replaced on every append
+	// subscribers is read without the hub's lock so the encoder can skip
+	// work nobody would read (a subscriber that joins meanwhile replays the
+	// event from the database, which already holds it).
+	subscribers atomic.Int64
+}
+
+// append adds frames and wakes the readers once. The hub's lock is held.
+func (c *channel) append(frames ...Frame) {
+	for _, f := range frames {
+		c.ring[c.head%uint64(len(c.ring))] = f
+		c.head++
+	}
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+// Hub fans stored events out to WebSocket subscribers. Notify costs the
+// same with 0 or 500 clients and never waits for any of them.
 type Hub struct {
 	log     *slog.Logger
 	clients prometheus.Gauge
 
-	// subscribers is read without the lock so Notify can skip encoding when
-	// nobody listens (a subscriber that joins meanwhile replays the event
-	// from the database, which already holds it).
-	subscribers atomic.Int64
-
-	mu     sync.Mutex
-	ring   [ringSize]Frame
-	head   uint64        // frames ever appended; the next goes to ring[head%size]
-	wake   chan struct{} // closed and replaced on every append
+	mu      sync.Mutex
+	pending []pendingEvent
+	// gap is set when pending overflowed: subscribers must resync.
+	gap    bool
+	exact  channel
+	latest channel
 	closed bool
 	// closing is closed by Close; every stream writer watches it.
 	closing chan struct{}
 	conns   sync.WaitGroup
+
+	kick        chan struct{} // a Notify since the encoder last looked
+	encoderDone chan struct{}
 }
 
-// New returns an empty hub; clients, if not nil, tracks its subscribers.
+// New returns an empty hub and starts its encoder; clients, if not nil,
+// tracks its subscribers.
 func New(log *slog.Logger, clients prometheus.Gauge) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{log: log, clients: clients, wake: make(chan struct{}), closing: make(chan struct{})}
+	h := &Hub{
+		log: log, clients: clients, closing: make(chan struct{}),
+		kick: make(chan struct{}, 1), encoderDone: make(chan struct{}),
+	}
+	for _, c := range []*channel{&h.exact, &h.latest} {
+		c.wake = make(chan struct{})
+	}
+	h.exact.ring = make([]Frame, ringSize)
+	h.latest.ring = make([]Frame, batchRingSize)
+	go h.encoder()
+	return h
 }
 
-// Notify publishes the new state of a message after its event was
-// committed. It is called on the callback path and never blocks on clients.
+// Notify queues the new state of a message after its event was committed.
+// It is called on the storage writer's goroutine and only takes a lock.
 func (h *Hub) Notify(ev storage.Event, res storage.ApplyResult) {
-	if res.Duplicate || h.subscribers.Load() == 0 {
-		return
-	}
-	msg := res.Message
-	wire, err := EncodeFrame(StreamFrame{Type: FrameStatusUpdate, Cursor: res.Cursor, Message: &msg})
-	if err != nil {
-		h.log.Error("encode stream frame", "message_uuid", ev.MessageUUID, "err", err)
+	if res.Duplicate || h.exact.subscribers.Load()+h.latest.subscribers.Load() == 0 {
 		return
 	}
 	h.mu.Lock()
-	h.ring[h.head%ringSize] = Frame{Cursor: res.Cursor, Wire: wire}
-	h.head++
-	close(h.wake)
-	h.wake = make(chan struct{})
+	if len(h.pending) >= maxPending {
+		h.pending = h.pending[:0]
+		h.gap = true
+	}
+	h.pending = append(h.pending, pendingEvent{cursor: res.Cursor, msg: res.Message})
 	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// encoder turns queued events into frames: at once for exact subscribers,
+// at most every LatestInterval as a coalesced batch for latest ones.
+func (h *Hub) encoder() {
+	defer close(h.encoderDone)
+	var (
+		batch     []pendingEvent
+		frames    []Frame
+		latest    = map[string]int{} // MessageUUID → index in order
+		order     []pendingEvent     // latest state per message, first-change order
+		upTo      uint64             // highest cursor folded into order
+		lastFlush time.Time
+		timer     = time.NewTimer(time.Hour)
+		timerOn   bool
+	)
+	timer.Stop()
+	flush := func() {
+		lastFlush = time.Now()
+		if len(order) == 0 {
+			return
+		}
+		slices.SortFunc(order, func(a, b pendingEvent) int { return cmp.Compare(a.cursor, b.cursor) })
+		var wire []byte
+		for i := range order {
+			f, err := EncodeFrame(StreamFrame{Type: FrameStatusUpdate, Cursor: order[i].cursor, Message: &order[i].msg})
+			if err != nil {
+				h.log.Error("encode stream frame", "message_uuid", order[i].msg.MessageUUID, "err", err)
+				continue
+			}
+			wire = append(wire, f...)
+		}
+		clear(latest)
+		order = order[:0]
+		h.mu.Lock()
+		h.latest.append(Frame{Cursor: upTo, Wire: wire})
+		h.mu.Unlock()
+	}
+	for {
+		select {
+		case <-h.kick:
+		case <-timer.C:
+			timerOn = false
+		case <-h.closing:
+			return
+		}
+		h.mu.Lock()
+		batch, h.pending = h.pending, batch[:0]
+		gap := h.gap
+		h.gap = false
+		h.mu.Unlock()
+		if gap {
+			h.resync()
+			clear(latest)
+			order = order[:0]
+		}
+		if h.exact.subscribers.Load() > 0 {
+			frames = frames[:0]
+			for i := range batch {
+				wire, err := EncodeFrame(StreamFrame{Type: FrameStatusUpdate, Cursor: batch[i].cursor, Message: &batch[i].msg})
+				if err != nil {
+					h.log.Error("encode stream frame", "message_uuid", batch[i].msg.MessageUUID, "err", err)
+					continue
+				}
+				frames = append(frames, Frame{Cursor: batch[i].cursor, Wire: wire})
+			}
+			h.mu.Lock()
+			h.exact.append(frames...)
+			h.mu.Unlock()
+			clear(frames)
+		}
+		if h.latest.subscribers.Load() > 0 {
+			for _, ev := range batch {
+				if i, ok := latest[ev.msg.MessageUUID]; ok {
+					order[i] = ev // events come in cursor order: the later state wins
+				} else {
+					latest[ev.msg.MessageUUID] = len(order)
+					order = append(order, ev)
+				}
+				upTo = max(upTo, ev.cursor)
+			}
+		}
+		clear(batch) // drop the messages' references
+		if len(order) == 0 {
+			continue
+		}
+		if wait := LatestInterval - time.Since(lastFlush); wait > 0 {
+			if !timerOn {
+				timer.Reset(wait)
+				timerOn = true
+			}
+			continue
+		}
+		flush()
+	}
+}
+
+// Resync says events were stored but never notified (the store's feed
+// dropped them): every subscriber is dropped and resumes from the
+// database, so none misses an event.
+func (h *Hub) Resync() {
+	h.mu.Lock()
+	h.gap = true
+	h.mu.Unlock()
+	select {
+	case h.kick <- struct{}{}:
+	default:
+	}
+}
+
+// resync makes every subscriber fall behind its ring, so each is dropped
+// and resumes from the database: queued events were discarded.
+func (h *Hub) resync() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range []*channel{&h.exact, &h.latest} {
+		c.head += uint64(len(c.ring)) + 1
+		close(c.wake)
+		c.wake = make(chan struct{})
+	}
+	h.log.Warn("stream encoder fell behind; subscribers resume from the database")
 }
 
 // EncodeFrame marshals f and wraps it in an unmasked WebSocket text frame
@@ -126,20 +329,24 @@ func appendWSFrame(b []byte, opcode byte, payload []byte) []byte {
 	return append(b, payload...)
 }
 
-// Subscribe registers a subscriber that sees every frame published from now
-// on. The caller must call Close on it.
-func (h *Hub) Subscribe() (*Subscription, error) {
+// Subscribe registers a subscriber of the given mode that sees every frame
+// published from now on. The caller must call Close on it.
+func (h *Hub) Subscribe(mode Mode) (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrClosed
 	}
+	c := &h.latest
+	if mode == Exact {
+		c = &h.exact
+	}
 	h.conns.Add(1)
-	h.subscribers.Add(1)
+	c.subscribers.Add(1)
 	if h.clients != nil {
 		h.clients.Inc()
 	}
-	return &Subscription{hub: h, pos: h.head}, nil
+	return &Subscription{hub: h, ch: c, pos: c.head}, nil
 }
 
 // Close makes every subscriber end its stream (their writers send a
@@ -156,6 +363,7 @@ func (h *Hub) Close(ctx context.Context) error {
 		// Exits when the last subscription is closed; if ctx ends first it
 		// lingers only until the remaining writers hit their write deadline.
 		h.conns.Wait()
+		<-h.encoderDone
 		close(done)
 	}()
 	select {
@@ -167,11 +375,12 @@ func (h *Hub) Close(ctx context.Context) error {
 }
 
 // Clients returns the number of current subscribers.
-func (h *Hub) Clients() int { return int(h.subscribers.Load()) }
+func (h *Hub) Clients() int { return int(h.exact.subscribers.Load() + h.latest.subscribers.Load()) }
 
-// Subscription is one subscriber's read position in the hub's ring.
+// Subscription is one subscriber's read position in its ring.
 type Subscription struct {
 	hub    *Hub
+	ch     *channel
 	pos    uint64
 	closed bool
 }
@@ -181,16 +390,16 @@ type Subscription struct {
 // on when nothing was pending) and whether the subscriber fell so far
 // behind that frames were overwritten: it must then be dropped.
 func (s *Subscription) Next(dst []Frame, max int) (frames []Frame, wake <-chan struct{}, lagged bool) {
-	h := s.hub
+	h, c := s.hub, s.ch
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.head-s.pos > ringSize {
-		return dst, h.wake, true
+	if c.head-s.pos > uint64(len(c.ring)) {
+		return dst, c.wake, true
 	}
-	for ; s.pos < h.head && max > 0; s.pos, max = s.pos+1, max-1 {
-		dst = append(dst, h.ring[s.pos%ringSize])
+	for ; s.pos < c.head && max > 0; s.pos, max = s.pos+1, max-1 {
+		dst = append(dst, c.ring[s.pos%uint64(len(c.ring))])
 	}
-	return dst, h.wake, false
+	return dst, c.wake, false
 }
 
 // Close unregisters the subscriber. It is idempotent.
@@ -200,7 +409,7 @@ func (s *Subscription) Close() {
 	}
 	s.closed = true
 	h := s.hub
-	h.subscribers.Add(-1)
+	s.ch.subscribers.Add(-1)
 	if h.clients != nil {
 		h.clients.Dec()
 	}

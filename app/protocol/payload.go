@@ -107,7 +107,8 @@ func CallbackParams(method, contentType string, body []byte, rawQuery string) (u
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, len(body), MaxCallbackBody)
 	}
 	mediaType := "application/x-www-form-urlencoded"
-	if strings.TrimSpace(contentType) != "" {
+	// Plivo's exact content type skips the parameter parser (and its map).
+	if contentType != mediaType && strings.TrimSpace(contentType) != "" {
 		mt, _, err := mime.ParseMediaType(contentType)
 		if err != nil {
 			return nil, fmt.Errorf("%w: invalid content type", ErrMalformed)

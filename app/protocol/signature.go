@@ -6,10 +6,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Plivo signature header names.
@@ -68,7 +71,24 @@ type Verification struct {
 // tokens (subaccounts, rotation). It is safe for concurrent use.
 type SignatureVerifier struct {
 	tokens [][]byte
+	// macs holds, per token, HMAC-SHA256 states keyed with it: keying
+	// (hashing the token into the inner and outer pads) is done once per
+	// pooled state instead of on every callback.
+	macs []*sync.Pool
+	// lastURL caches the parse of the signed URL, which is the same public
+	// URL on every callback. The *url.URL is shared: read-only.
+	lastURL atomic.Pointer[parsedURL]
+	// bufs are scratch buffers for matchAny.
+	bufs sync.Pool
 }
+
+type parsedURL struct {
+	raw string
+	u   *url.URL
+}
+
+// matchBuf is the scratch space of one matchAny.
+type matchBuf struct{ msg, sum, b64 []byte }
 
 // NewSignatureVerifier returns a verifier accepting signatures made with any
 // of tokens. Empty strings are ignored; with no token nothing verifies.
@@ -80,9 +100,26 @@ func NewSignatureVerifier(tokens ...string) *SignatureVerifier {
 			continue
 		}
 		seen[t] = true
-		v.tokens = append(v.tokens, []byte(t))
+		tok := []byte(t)
+		v.tokens = append(v.tokens, tok)
+		v.macs = append(v.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, tok) }})
 	}
+	v.bufs.New = func() any { return new(matchBuf) }
 	return v
+}
+
+// parseURL parses the signed URL, reusing the last parse when it is the
+// same string (the configured public URL plus the callback path).
+func (v *SignatureVerifier) parseURL(raw string) (*url.URL, error) {
+	if p := v.lastURL.Load(); p != nil && p.raw == raw {
+		return p.u, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	v.lastURL.Store(&parsedURL{raw: raw, u: u})
+	return u, nil
 }
 
 // HasTokens reports whether any token is configured: without one nothing
@@ -100,7 +137,7 @@ func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
 	if h.V2 == "" && h.MaV2 == "" && h.V3 == "" && h.MaV3 == "" {
 		return Verification{}, ErrMissingSignature
 	}
-	u, err := url.Parse(r.URL)
+	u, err := v.parseURL(r.URL)
 	if err != nil {
 		// The URL comes from our own configuration, so this is not the
 		// sender's fault; say so rather than report a mismatch.
@@ -149,20 +186,42 @@ func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
 }
 
 // matchAny reports whether some token's HMAC of some signed string equals
-// some provided signature. Every comparison is constant-time.
+// some provided signature. Every comparison is constant-time and every
+// token and string is tried. The HMAC states are pooled per token and the
+// digests built in pooled buffers, so a check allocates nothing.
 func (v *SignatureVerifier) matchAny(signed []string, sigs []string) bool {
+	buf := v.bufs.Get().(*matchBuf)
+	defer v.bufs.Put(buf)
 	ok := false
-	for _, tok := range v.tokens {
+	for _, pool := range v.macs {
+		mac := pool.Get().(hash.Hash)
 		for _, s := range signed {
-			want := []byte(hmacBase64(tok, s))
+			mac.Reset()
+			buf.msg = append(buf.msg[:0], s...)
+			mac.Write(buf.msg)
+			buf.sum = mac.Sum(buf.sum[:0])
+			buf.b64 = base64.StdEncoding.AppendEncode(buf.b64[:0], buf.sum)
 			for _, got := range sigs {
-				if hmac.Equal(want, []byte(got)) {
+				if constantTimeEqual(buf.b64, got) {
 					ok = true
 				}
 			}
 		}
+		pool.Put(mac)
 	}
 	return ok
+}
+
+// constantTimeEqual is hmac.Equal for a string, without converting it.
+func constantTimeEqual(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	var d byte
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0
 }
 
 // ComputeSignatureV2 returns Plivo's V2 signature of rawURL and nonce keyed by
@@ -268,7 +327,10 @@ func signedStringV3(u *url.URL, method string, params url.Values, nonce string, 
 		return sortedPairs(firstValues(v), kv, sep)
 	}
 	var b strings.Builder
-	b.WriteString(u.Scheme + "://" + u.Host)
+	b.Grow(256)
+	b.WriteString(u.Scheme)
+	b.WriteString("://")
+	b.WriteString(u.Host)
 	if f.rawPath {
 		b.WriteString(u.EscapedPath())
 	} else {
@@ -306,11 +368,30 @@ func signedStringV3(u *url.URL, method string, params url.Values, nonce string, 
 	case u.RawQuery != "":
 		s := "?" + pairs(u.Query(), "=", "&") + "." + pairs(params, "", "")
 		b.WriteString(strings.TrimRight(s, "."))
-	default:
+	case f.allValues:
 		if len(params) > 0 {
 			b.WriteByte('?')
 		}
 		b.WriteString(pairs(params, "", ""))
+	default:
+		// Every callback's case (POST, no query in the URL, first values):
+		// sortedPairs(firstValues(params)) written straight from params,
+		// without the intermediate map and string.
+		if len(params) > 0 {
+			b.WriteByte('?')
+		}
+		var stack [32]string
+		keys := stack[:0]
+		for k := range params {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			b.WriteString(k)
+			if vs := params[k]; len(vs) > 0 {
+				b.WriteString(vs[0])
+			}
+		}
 	}
 	b.WriteByte('.')
 	b.WriteString(nonce)
@@ -402,7 +483,7 @@ func trimHeaders(h SignatureHeaders) SignatureHeaders {
 func splitSignatures(headers ...string) []string {
 	var sigs []string
 	for _, h := range headers {
-		for _, s := range strings.Split(h, ",") {
+		for s := range strings.SplitSeq(h, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				sigs = append(sigs, s)
 			}

@@ -12,8 +12,9 @@ const FAILED = ["undelivered", "failed", "rejected"];
 const nf = new Intl.NumberFormat();
 
 // The list filters, as named in the URL: q (number, UUID prefix or text),
-// status, from and to (dates, in the browser's zone), err (error code).
-const FILTER_KEYS = ["q", "status", "from", "to", "err"];
+// status, direction (inbound, outbound), from and to (dates, in the
+// browser's zone), err (error code).
+const FILTER_KEYS = ["q", "status", "direction", "from", "to", "err"];
 function noFilters() { return Object.fromEntries(FILTER_KEYS.map((k) => [k, ""])); }
 
 const state = {
@@ -115,27 +116,42 @@ function writeURL(push, keepPushed = true) {
 }
 
 // ---------- list ----------
+// isInbound: a message sent to our number (status "received").
+const isInbound = (m) => m.direction === "inbound" || m.status === "received";
+// otherParty is the number we talk to; ourNumber is ours.
+const otherParty = (m) => (isInbound(m) ? m.from : m.to);
+const ourNumber = (m) => (isInbound(m) ? m.to : m.from);
+const digitsOf = (s) => (s || "").replace(/[^0-9]/g, "");
+
 function rowFor(m) {
   const failed = FAILED.includes(m.status) || hasError(m.error_code);
+  const inbound = isInbound(m);
   const tr = el("tr", {
     "data-uuid": m.message_uuid, "data-status": m.status, "data-first-seen": m.first_seen,
-    tabindex: "-1", class: failed ? "is-failed" : null,
+    "data-direction": inbound ? "inbound" : "outbound",
+    tabindex: "-1", class: [failed ? "is-failed" : "", inbound ? "inbound" : ""].join(" ").trim() || null,
   });
   const err = shortError(m.error_code);
   const errTitle = errorWords(m.error_code) || null;
   const text = (m.text || "").slice(0, 80);
+  const other = otherParty(m);
   tr.append(
-    el("td", { class: "status-cell" }, statusBadge(m.status)),
-    el("td", { class: "number" },
-      phone(m.to),
-      phoneCountryCode(m.to) ? el("span", { class: "cc", text: phoneCountryCode(m.to) }) : null,
-      // On phones the error column is hidden: its words go under the number.
-      err ? el("span", { class: "sub narrow-only error-words", title: errTitle, text: err }) : null),
+    el("td", { class: "status-cell" }, statusBadge(m.status),
+      inbound ? el("span", { class: "dir", title: "inbound: sent to your number", text: " ⬅ in" }) : null),
+    // data-number lets inbound.js mark opted-out numbers.
+    el("td", { class: "number", "data-number": digitsOf(other) },
+      phone(other),
+      phoneCountryCode(other) ? el("span", { class: "cc", text: phoneCountryCode(other) }) : null,
+      // On phones the error and text columns are hidden: the error's words,
+      // or what they wrote to us, go under the number.
+      err ? el("span", { class: "sub narrow-only error-words", title: errTitle, text: err }) : null,
+      inbound && text ? el("span", { class: "sub narrow-only", text }) : null),
     el("td", { class: "wide error-cell" }, err ? el("span", { class: "error-words", title: errTitle, text: err }) : null),
-    el("td", { class: "wide text-cell", title: m.text || null, text }),
+    el("td", { class: "wide text-cell", title: m.text || null },
+      inbound ? el("span", { class: "inbound-text", text: m.text || "" }) : text),
     el("td", { class: "time-cell" }, relTime(m.last_seen || m.first_seen)),
     el("td", { class: "wide time-cell" }, relTime(m.first_seen)),
-    el("td", { class: "wide" }, phone(m.from)),
+    el("td", { class: "wide", "data-number": digitsOf(ourNumber(m)) }, phone(ourNumber(m))),
   );
   if (m.message_uuid === state.detailUUID) tr.classList.add("selected"), tr.setAttribute("aria-current", "true");
   return tr;
@@ -155,6 +171,7 @@ function matchesFilters(m) {
     const terminal = TERMINAL.includes(m.status);
     if (f.status === "pending" ? terminal : m.status !== f.status) return false;
   }
+  if (f.direction && (isInbound(m) ? "inbound" : "outbound") !== f.direction) return false;
   const { since, until } = filterTimes(f);
   const first = new Date(m.first_seen);
   if (since && first < since) return false;
@@ -241,6 +258,7 @@ async function loadPage(reset) {
     const p = new URLSearchParams({ limit: text ? String(TEXT_PAGE) : "50" });
     if (f.q && !isTextQuery(f.q)) p.set("q", f.q);
     if (f.status) p.set("status", f.status);
+    if (f.direction) p.set("direction", f.direction);
     const { since, until } = filterTimes(f);
     if (since) p.set("since", since.toISOString());
     if (until) p.set("until", until.toISOString());
@@ -482,10 +500,21 @@ function renderDetail() {
   const out = [];
 
   // Headline: status and the error, the two things one opens a message for.
+  const other = otherParty(m);
   const head = el("div", { class: "detail-status" }, statusBadge(m.status), " ",
-    el("span", { class: "detail-number" }, phone(m.to)), " ",
-    phoneCountry(m.to) ? el("span", { class: "muted", text: phoneCountry(m.to) }) : null);
+    isInbound(m) ? el("span", { class: "muted", text: "from" }) : null,
+    el("span", { class: "detail-number" }, phone(other)), " ",
+    phoneCountry(other) ? el("span", { class: "muted", text: phoneCountry(other) }) : null);
   out.push(head);
+  if (digitsOf(other)) {
+    // The conversation view is inbound.js's; it listens for this event.
+    const conv = el("button", { type: "button", class: "link open-conversation", "data-number": digitsOf(other), text: `Conversation with ${formatPhone(other)}` });
+    conv.addEventListener("click", () => {
+      closeDetail();
+      document.dispatchEvent(new CustomEvent("plivo-dlr:open-conversation", { detail: { number: digitsOf(other) } }));
+    });
+    out.push(el("p", { class: "conv-link" }, conv));
+  }
   if (hasError(m.error_code)) {
     const advice = errorAdvice(m.error_code);
     out.push(el("div", { class: "error-box", role: "note" },
@@ -517,6 +546,8 @@ function renderDetail() {
   add("Message UUID", el("code", { class: "uuid", text: m.message_uuid }), " ", copyButton(m.message_uuid, "message UUID"));
   add("To", phone(m.to), " ", copyButton(m.to, "to number"));
   add("From", m.from ? phone(m.from) : "", " ", m.from ? copyButton(m.from, "from number") : null);
+  add("Direction", isInbound(m) ? "inbound (sent to your number)" : "outbound");
+  add("Intent", m.intent || "");
   add("Type", m.type);
   if (m.text) add("Text", el("span", { class: "msg-text", text: m.text }));
   add("Units", m.units ? String(m.units) : "");
@@ -555,11 +586,7 @@ function renderDetail() {
     ));
   }
   out.push(ol);
-  // What other views (inbound.js: the conversation link) need to know of
-  // the message shown, without reading it back out of the rendered text.
-  const db = $("#detail-body");
-  Object.assign(db.dataset, { status: m.status || "", from: m.from || "", to: m.to || "", direction: m.direction || "outbound" });
-  db.replaceChildren(...out);
+  $("#detail-body").replaceChildren(...out);
 }
 
 function setZone(z) {
@@ -737,6 +764,8 @@ async function loadHealth() {
   let h;
   try { h = await api("/api/health"); } catch { return; }
   const box = $("#problems");
+  // A failing sink has its own banner with the sink's details (forwarding).
+  h.problems = h.problems.filter((p) => p.kind !== "sink_failing");
   box.replaceChildren(...h.problems.map((p) => el("p", { class: "problem " + p.kind, "data-kind": p.kind },
     el("strong", { text: p.detail }), p.hint ? el("span", { class: "hint", text: " " + p.hint }) : null)));
   box.hidden = h.problems.length === 0;

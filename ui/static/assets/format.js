@@ -1,104 +1,75 @@
 // Formatting for humans: phone numbers, relative and absolute times.
 // Plain functions without DOM access, so they are easy to reason about.
 
-// Countries by calling code, with how their national numbers are usually
-// grouped. A group list applies to the digits after the calling code; the
-// last group takes whatever is left. Codes not listed fall back to
-// "+digits" (never a wrong grouping). Calling codes are prefix-free, so the
-// first match by length (1, 2, then 3 digits) is the only one.
-const countries = {
-  "1": { cc: "US/CA", name: "United States / Canada", groups: [3, 3, 4] },
-  "7": { cc: "RU", name: "Russia / Kazakhstan", groups: [3, 3, 2, 2] },
-  "20": { cc: "EG", name: "Egypt", groups: [2, 4, 4] },
-  "27": { cc: "ZA", name: "South Africa", groups: [2, 3, 4] },
-  "30": { cc: "GR", name: "Greece", groups: [3, 3, 4] },
-  "31": { cc: "NL", name: "Netherlands", groups: [1, 8], when: /^6/, other: [2, 7] },
-  "32": { cc: "BE", name: "Belgium", groups: [3, 2, 2, 2] },
-  "33": { cc: "FR", name: "France", groups: [1, 2, 2, 2, 2] },
-  "34": { cc: "ES", name: "Spain", groups: [3, 2, 2, 2] },
-  "39": { cc: "IT", name: "Italy", groups: [3, 3, 4] },
-  "41": { cc: "CH", name: "Switzerland", groups: [2, 3, 2, 2] },
-  "43": { cc: "AT", name: "Austria", groups: [3, 7] },
-  "44": { cc: "GB", name: "United Kingdom", groups: [4, 6], when: /^7/, other: [2, 4, 4] },
-  "45": { cc: "DK", name: "Denmark", groups: [2, 2, 2, 2] },
-  "46": { cc: "SE", name: "Sweden", groups: [2, 3, 2, 2] },
-  "47": { cc: "NO", name: "Norway", groups: [3, 2, 3] },
-  "48": { cc: "PL", name: "Poland", groups: [3, 3, 3] },
-  "49": { cc: "DE", name: "Germany", groups: [4, 8] },
-  "52": { cc: "MX", name: "Mexico", groups: [2, 4, 4] },
-  "54": { cc: "AR", name: "Argentina", groups: [1, 2, 4, 4] },
-  "55": { cc: "BR", name: "Brazil", groups: [2, 5, 4] },
-  "57": { cc: "CO", name: "Colombia", groups: [3, 3, 4] },
-  "60": { cc: "MY", name: "Malaysia", groups: [2, 3, 4] },
-  "61": { cc: "AU", name: "Australia", groups: [3, 3, 3] },
-  "62": { cc: "ID", name: "Indonesia", groups: [3, 4, 5] },
-  "63": { cc: "PH", name: "Philippines", groups: [3, 3, 4] },
-  "64": { cc: "NZ", name: "New Zealand", groups: [2, 3, 4] },
-  "65": { cc: "SG", name: "Singapore", groups: [4, 4] },
-  "66": { cc: "TH", name: "Thailand", groups: [2, 3, 4] },
-  "81": { cc: "JP", name: "Japan", groups: [2, 4, 4] },
-  "82": { cc: "KR", name: "South Korea", groups: [2, 4, 4] },
-  "84": { cc: "VN", name: "Vietnam", groups: [3, 3, 4] },
-  "86": { cc: "CN", name: "China", groups: [3, 4, 4] },
-  "90": { cc: "TR", name: "Turkey", groups: [3, 3, 4] },
-  "91": { cc: "IN", name: "India", groups: [5, 5] },
-  "92": { cc: "PK", name: "Pakistan", groups: [3, 7] },
-  "234": { cc: "NG", name: "Nigeria", groups: [3, 3, 4] },
-  "254": { cc: "KE", name: "Kenya", groups: [3, 6] },
-  "351": { cc: "PT", name: "Portugal", groups: [3, 3, 3] },
-  "353": { cc: "IE", name: "Ireland", groups: [2, 3, 4] },
-  "358": { cc: "FI", name: "Finland", groups: [2, 3, 4] },
-  "971": { cc: "AE", name: "United Arab Emirates", groups: [2, 3, 4] },
-  "972": { cc: "IL", name: "Israel", groups: [2, 3, 4] },
-};
+// Phone numbers are formatted by libphonenumber-js, the JavaScript port of
+// Google's libphonenumber (vendored, see vendor/libphonenumber-js/README.md).
+// Its browser bundle is a UMD script: imported for its side effect it sets
+// globalThis.libphonenumber, and the import orders it before this module.
+// Formatting in the page keeps the API unchanged and costs the server
+// nothing; every number shown (list, detail, search, send dialog) goes
+// through the same code.
+import "./vendor/libphonenumber-js/libphonenumber-min.js";
 
-// parsePhone splits an E.164 number (with or without "+") into calling
-// code, country and national digits; null when it is not a phone number
-// (an alphanumeric sender ID, a short code).
-export function parsePhone(s) {
+const lib = globalThis.libphonenumber;
+// Country names in English, as the rest of the page; null where the
+// browser has no Intl.DisplayNames (the ISO code is shown instead).
+const regionNames = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(["en"], { type: "region" }) : null;
+
+// A parse costs ~0.1 ms, and a page of rows names the same few numbers
+// over and over (and re-renders on every live update): remember results,
+// a bounded number of them.
+const phoneCache = new Map();
+const PHONE_CACHE_MAX = 5000;
+
+// phoneInfo reads a number as Plivo sends it (E.164 digits, with or without
+// "+") into { formatted, country, name }: the international format
+// ("+44 20 7946 0958"), the ISO country ("GB", "" when libphonenumber does
+// not find the number valid, e.g. the UK's fictional 07700 900xxx range or
+// an unassigned +1 area code) and the country's English name. null when it
+// is not a phone number in international format: an alphanumeric sender
+// ID, a short code, an unknown calling code or an impossible length; those
+// are shown as they are.
+export function phoneInfo(s) {
   const raw = String(s || "").trim();
-  if (!/^\+?[0-9][0-9 ()-]{6,}$/.test(raw)) return null;
+  if (!/^\+?[0-9][0-9 ().-]{6,}$/.test(raw)) return null;
   const digits = raw.replace(/[^0-9]/g, "");
+  // Short codes have at most 6 digits; E.164 allows at most 15.
   if (digits.length < 8 || digits.length > 15) return null;
-  for (const n of [1, 2, 3]) {
-    const c = countries[digits.slice(0, n)];
-    if (c) return { code: digits.slice(0, n), country: c, national: digits.slice(n) };
+  if (phoneCache.has(digits)) return phoneCache.get(digits);
+  let info = null;
+  const p = lib && lib.parsePhoneNumberFromString("+" + digits);
+  if (p && p.isPossible()) {
+    const country = p.isValid() && p.country ? p.country : "";
+    let name = country;
+    try {
+      if (country && regionNames) name = regionNames.of(country) || country;
+    } catch {
+      // A region this browser does not know: its ISO code stands in.
+    }
+    info = { formatted: p.formatInternational(), country, name };
   }
-  return { code: "", country: null, national: digits };
+  if (phoneCache.size >= PHONE_CACHE_MAX) phoneCache.delete(phoneCache.keys().next().value);
+  phoneCache.set(digits, info);
+  return info;
 }
 
-// formatPhone returns a number in grouped international format
-// ("+44 7700 900123"); anything else is returned unchanged, and an unknown
-// calling code gives "+digits".
+// formatPhone returns a number in international format ("+44 7700 900123");
+// anything else is returned unchanged.
 export function formatPhone(s) {
-  const p = parsePhone(s);
-  if (!p) return String(s || "");
-  if (!p.country) return "+" + p.national;
-  const c = p.country;
-  const groups = c.when && !c.when.test(p.national) ? c.other : c.groups;
-  const want = groups.reduce((a, b) => a + b, 0);
-  // A number of an unexpected length would be grouped wrongly: keep it whole.
-  if (Math.abs(p.national.length - want) > 1) return `+${p.code} ${p.national}`;
-  const out = [];
-  let i = 0;
-  groups.forEach((g, k) => {
-    const take = k === groups.length - 1 ? p.national.length - i : g;
-    if (take > 0) out.push(p.national.slice(i, i + take));
-    i += take;
-  });
-  return `+${p.code} ${out.join(" ")}`;
+  const p = phoneInfo(s);
+  return p ? p.formatted : String(s || "");
 }
 
-// phoneCountry names the country of a number, or "".
+// phoneCountry names the country of a number ("United Kingdom"), or "".
 export function phoneCountry(s) {
-  const p = parsePhone(s);
-  return p && p.country ? p.country.name : "";
+  const p = phoneInfo(s);
+  return p ? p.name : "";
 }
 
-// phoneCountryCode is the short country label ("GB"), or "".
+// phoneCountryCode is the ISO country of a number ("GB"), or "".
 export function phoneCountryCode(s) {
-  const p = parsePhone(s);
-  return p && p.country ? p.country.cc : "";
+  const p = phoneInfo(s);
+  return p ? p.country : "";
 }
 
 // relativeTime says how long ago t was ("3 min ago"), from now (ms).

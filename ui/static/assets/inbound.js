@@ -1,9 +1,10 @@
-// Inbound messages and opt-outs on the dashboard, beside app.js and without
-// changing it: it watches the message table and the detail dialog app.js
-// renders, marks inbound rows (status "received") with their text, puts an
-// "opted out" badge on listed numbers, adds the opt-out list with Remove,
-// and a per-number conversation view (GET /api/conversations/{number})
-// reachable from a message's detail, kept live as rows arrive.
+// Opt-outs and conversations on the dashboard, beside app.js: app.js marks
+// inbound rows (status "received", with their text) and puts data-number on
+// a row's number cells; this file puts an "opted out" badge on listed
+// numbers, adds the opt-out list with Remove, and a per-number
+// conversation view (GET /api/conversations/{number}), opened from a
+// message's panel (the "plivo-dlr:open-conversation" event) and kept live
+// as rows arrive.
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const digits = (s) => (s || "").replace(/[^0-9]/g, "");
@@ -19,7 +20,7 @@ function el(tag, attrs = {}, ...kids) {
 
 async function api(path, opts) {
   const res = await fetch(path, { credentials: "same-origin", ...opts });
-  if (res.status === 401) { location.href = "/login"; throw new Error("logged out"); }
+  if (res.status === 401) { location.href = "/login" + location.hash; throw new Error("logged out"); }
   if (res.status === 204) return {};
   const body = await res.json().catch(() => ({}));
   if (!res.ok) throw new Error(body.error || `HTTP ${res.status}`);
@@ -35,45 +36,16 @@ document.head.append(el("link", { rel: "stylesheet", href: "/assets/inbound.css"
 
 const state = {
   optouts: new Map(), // digits -> opt-out
-  texts: new Map(),   // message_uuid -> text of an inbound message
   convNumber: null,   // digits of the open conversation
 };
 
 // ---------- rows ----------
-// Cells of a row as app.js renders it, found by the column heads so a
-// change of column order in index.html does not break these views.
-const column = (name) => [...$("#messages thead tr").cells].findIndex((th) => th.textContent.trim() === name);
-const STATUS = column("Status"), TO = column("Number"), FROM = column("From");
-
+// app.js gives each number cell data-number (digits): badge the opted out.
 function decorateRow(tr) {
-  const inbound = tr.dataset.status === "received";
-  tr.classList.toggle("inbound", inbound);
-  const statusCell = tr.cells[STATUS];
-  if (inbound && statusCell && !statusCell.querySelector(".dir")) {
-    statusCell.prepend(el("span", { class: "dir", title: "inbound: sent to your number", text: "⬅ inbound " }));
-    const text = el("div", { class: "inbound-text" });
-    statusCell.append(text);
-    fillText(tr.dataset.uuid, text);
-  }
-  for (const i of [TO, FROM]) {
-    const cell = tr.cells[i];
-    if (!cell) continue;
+  for (const cell of tr.querySelectorAll("td[data-number]")) {
     cell.querySelector(".optout-badge")?.remove();
-    if (state.optouts.has(digits(cell.firstChild?.textContent ?? cell.textContent))) {
-      cell.append(el("span", { class: "optout-badge", text: "opted out" }));
-    }
+    if (state.optouts.has(cell.dataset.number)) cell.append(el("span", { class: "optout-badge", text: "opted out" }));
   }
-}
-
-async function fillText(uuid, node) {
-  if (!state.texts.has(uuid)) {
-    try {
-      const body = await api("/api/messages/" + encodeURIComponent(uuid));
-      const m = body.message;
-      state.texts.set(uuid, [m.text, ...(m.media_urls || [])].filter(Boolean).join(" "));
-    } catch { return; }
-  }
-  node.textContent = state.texts.get(uuid);
 }
 
 function decorateAll() {
@@ -86,7 +58,7 @@ new MutationObserver((records) => {
     for (const n of r.addedNodes) {
       if (!(n instanceof HTMLTableRowElement)) continue;
       decorateRow(n);
-      const nums = [n.cells[TO], n.cells[FROM]].map((c) => digits(c?.firstChild?.textContent ?? ""));
+      const nums = [...n.querySelectorAll("td[data-number]")].map((c) => c.dataset.number);
       if (state.convNumber && nums.includes(state.convNumber)) convTouched = true;
     }
   }
@@ -132,26 +104,8 @@ const conv = el("dialog", { id: "conversation", class: "conversation" },
 document.body.append(conv);
 conv.addEventListener("close", () => { state.convNumber = null; });
 
-// The detail panel app.js fills (it names the message's numbers and
-// direction in data attributes): offer the conversation with the other party.
-new MutationObserver(() => {
-  const body = $("#detail-body");
-  if (!body || body.querySelector(".open-conversation")) return;
-  const d = body.dataset;
-  if (!d.status) return;
-  const number = d.direction === "inbound" || d.status === "received" ? d.from : d.to;
-  if (!digits(number)) return;
-  body.prepend(el("p", {}, el("button", {
-    type: "button", class: "open-conversation", "data-number": digits(number), text: `Conversation with +${digits(number)}`,
-  })));
-}).observe($("#detail-body"), { childList: true });
-
-$("#detail-body").addEventListener("click", (e) => {
-  const b = e.target.closest("button.open-conversation");
-  if (!b) return;
-  $("#detail").close();
-  openConversation(b.dataset.number);
-});
+// app.js's message panel asks for the conversation with the other party.
+document.addEventListener("plivo-dlr:open-conversation", (e) => openConversation(e.detail.number));
 
 let convTimer = null;
 function scheduleConversation() {
