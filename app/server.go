@@ -231,6 +231,7 @@ func (s *Server) routes() {
 	api.Post("/messages", s.handleSend)
 	api.Get("/config", s.handleConfig)
 	api.Get("/stats", s.handleStats)
+	api.Get("/analytics", s.handleAnalytics)
 	api.Get("/health", s.handleHealth)
 	api.Get("/export", s.handleExport)
 	api.Get("/backup", s.handleBackup)

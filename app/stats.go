@@ -128,31 +128,21 @@ func stripDays(v string) (int, bool) {
 }
 
 // statsSeries splits the window into at most statsMaxPoints steps of whole
-// hours. Store.Stats sums the hours from a point up to now, so each step is
-// the difference of two such sums: one read per step boundary.
+// hours, the last beginning at the current hour, read in one transaction
+// (Store.StatsRangeRead).
 func (s *Server) statsSeries(now time.Time, window time.Duration) (seriesBody, error) {
 	step := time.Duration((int64(window/time.Hour) + statsMaxPoints - 1) / statsMaxPoints * int64(time.Hour))
 	step = max(step, time.Hour)
 	n := int((window + step - 1) / step)
 	end := now.Truncate(time.Hour) // start of the current hour: the last step begins here
 	first := end.Add(-time.Duration(n-1) * step)
-	sums := make([]storage.Stats, n+1) // sums[i]: from the start of step i to now; sums[n] is empty
-	for i := range n {
-		st, err := s.store.Stats(first.Add(time.Duration(i) * step))
-		if err != nil {
-			return seriesBody{}, err
-		}
-		sums[i] = st
+	r, err := s.store.StatsRangeRead(first, now, step)
+	if err != nil {
+		return seriesBody{}, err
 	}
-	out := seriesBody{StepSeconds: int64(step / time.Second), Points: make([]seriesPoint, n)}
-	for i := range n {
-		counts := map[string]int64{}
-		for status, v := range sums[i].Counts {
-			if d := v - sums[i+1].Counts[status]; d != 0 {
-				counts[status] = d
-			}
-		}
-		out.Points[i] = seriesPoint{Time: first.Add(time.Duration(i) * step), Counts: counts}
+	out := seriesBody{StepSeconds: int64(step / time.Second), Points: make([]seriesPoint, len(r.Points))}
+	for i, p := range r.Points {
+		out.Points[i] = seriesPoint{Time: p.Start, Counts: p.Counts}
 	}
 	return out, nil
 }

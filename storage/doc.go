@@ -25,7 +25,9 @@
 //	nonce_log     8-byte BE latest expiry + 8-byte BE sequence → the nonces one commit used (see nonce.go)
 //	nonces        nonce → 8-byte BE expiry Unix nanos (written before nonce_log; read at Open, purged as it expires)
 //	nonce_expiry  8-byte BE expiry + nonce → empty (purge order of nonces)
-//	stats         8-byte BE hour start (Unix seconds) → counters of messages first seen that hour
+//	stats         8-byte BE hour start (Unix seconds) → counters of messages first seen that hour (status,
+//	              time to deliver, error code, and bounded country/carrier/sender tables and spend: analytics.go)
+//	stats_minute  8-byte BE minute start (Unix seconds) → status counters of that minute, kept 48 h
 //	pending       8-byte BE LastSeen Unix nanos + MessageUUID → empty, for every non-terminal message (see pending.go)
 //	meta          schema_version (8-byte BE), last_ping, and keys the app owns
 //	message_events  len + messageKey + 8-byte BE cursor → content hash, for a spilled index (see eventindex.go)

@@ -81,29 +81,76 @@ type hourStats struct {
 	counts map[string]int64 // by current status
 	ttd    [ttdBuckets]int64
 	errors map[string]int64 // by error code, failing statuses only
+	// The analytics counters (analytics.go), outbound messages only, each
+	// bounded per hour: by destination country, carrier (MCC-MNC) and
+	// sender number; spend is the sum of TotalAmount in micro-units.
+	countries, carriers, senders map[string]outcomes
+	spend                        int64
 }
 
 func newHourStats() *hourStats {
-	return &hourStats{counts: map[string]int64{}, errors: map[string]int64{}}
+	return &hourStats{counts: map[string]int64{}, errors: map[string]int64{},
+		countries: map[string]outcomes{}, carriers: map[string]outcomes{}, senders: map[string]outcomes{}}
 }
 
+// Hour record layout. Format 1 (older versions): counts, ttd, errors, one
+// after the other. Format 2: a format byte, a uvarint field count, then
+// that many length-prefixed fields (counts, ttd, errors, countries,
+// carriers, senders, spend): a reader skips fields it does not know, and
+// a record with fewer fields (format 1 included) decodes with the rest
+// zero.
+const (
+	hourFormatV1 byte = 1
+	hourFormatV2 byte = 2
+	hourFields        = 7
+)
+
 func encodeHourStats(b []byte, h *hourStats) []byte {
-	b = append(b, 1)
-	b = appendCounts(b, h.counts)
+	b = append(b, hourFormatV2)
+	b = binary.AppendUvarint(b, hourFields)
+	b = appendField(b, func(b []byte) []byte { return appendCounts(b, h.counts) })
+	b = appendField(b, func(b []byte) []byte { return appendTTD(b, &h.ttd) })
+	b = appendField(b, func(b []byte) []byte { return appendCounts(b, h.errors) })
+	b = appendField(b, func(b []byte) []byte { return appendOutcomes(b, h.countries) })
+	b = appendField(b, func(b []byte) []byte { return appendOutcomes(b, h.carriers) })
+	b = appendField(b, func(b []byte) []byte { return appendOutcomes(b, h.senders) })
+	return appendField(b, func(b []byte) []byte { return binary.AppendVarint(b, h.spend) })
+}
+
+// appendField appends what fn writes, prefixed by its length. The length
+// takes one byte for short fields; longer ones are moved to make room.
+func appendField(b []byte, fn func([]byte) []byte) []byte {
+	start := len(b)
+	b = append(b, 0)
+	b = fn(b)
+	n := len(b) - start - 1
+	if n < 0x80 {
+		b[start] = byte(n)
+		return b
+	}
+	var hdr [binary.MaxVarintLen64]byte
+	h := binary.PutUvarint(hdr[:], uint64(n))
+	b = append(b, hdr[:h-1]...)
+	copy(b[start+h:], b[start+1:start+1+n])
+	copy(b[start:], hdr[:h])
+	return b
+}
+
+func appendTTD(b []byte, ttd *[ttdBuckets]int64) []byte {
 	var n uint64
-	for _, c := range h.ttd {
+	for _, c := range ttd {
 		if c != 0 {
 			n++
 		}
 	}
 	b = binary.AppendUvarint(b, n)
-	for i, c := range h.ttd {
+	for i, c := range ttd {
 		if c != 0 {
 			b = binary.AppendUvarint(b, uint64(i))
 			b = binary.AppendVarint(b, c)
 		}
 	}
-	return appendCounts(b, h.errors)
+	return b
 }
 
 func appendCounts(b []byte, m map[string]int64) []byte {
@@ -125,21 +172,56 @@ func appendCounts(b []byte, m map[string]int64) []byte {
 // decodeHourStats adds the encoded stats in b to h.
 func decodeHourStats(b []byte, h *hourStats) error {
 	r := reader{b: b}
-	if r.byte() != 1 {
+	switch r.byte() {
+	case hourFormatV1:
+		readCounts(&r, h.counts)
+		readTTD(&r, h)
+		readCounts(&r, h.errors)
+		return r.err
+	case hourFormatV2:
+	default:
 		return errCorrupt
 	}
-	readCounts(&r, h.counts)
+	n := r.uvarint()
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		f := reader{b: r.bytes()}
+		if r.err != nil {
+			break
+		}
+		switch i {
+		case 0:
+			readCounts(&f, h.counts)
+		case 1:
+			readTTD(&f, h)
+		case 2:
+			readCounts(&f, h.errors)
+		case 3:
+			readOutcomes(&f, h.countries)
+		case 4:
+			readOutcomes(&f, h.carriers)
+		case 5:
+			readOutcomes(&f, h.senders)
+		case 6:
+			h.spend += f.varint()
+		}
+		if f.err != nil {
+			return f.err
+		}
+	}
+	return r.err
+}
+
+func readTTD(r *reader, h *hourStats) {
 	n := r.uvarint()
 	for range n {
 		i := r.uvarint()
 		c := r.varint()
 		if r.err != nil || i >= ttdBuckets {
-			return errCorrupt
+			r.fail()
+			return
 		}
 		h.ttd[i] += c
 	}
-	readCounts(&r, h.errors)
-	return r.err
 }
 
 func readCounts(r *reader, m map[string]int64) {
@@ -167,6 +249,13 @@ type contribution struct {
 	status  string
 	ttd     int // histogram bucket, -1 when unknown
 	errCode string
+	// The analytics part (analytics.go): the minute first seen (0 when the
+	// counters are off) and, for outbound messages (dims), the keys.
+	minute                   int64
+	dims                     bool
+	country, carrier, sender string
+	outcome                  int
+	spend                    int64
 }
 
 func contributionOf(m *Message) contribution {
@@ -187,6 +276,7 @@ func contributionOf(m *Message) contribution {
 			c.errCode = statsOther
 		}
 	}
+	c.setAnalytics(m)
 	return c
 }
 
@@ -229,6 +319,9 @@ func (h *hourStats) bound() {
 			delete(h.errors, k)
 		}
 	}
+	boundOutcomes(h.countries, maxStatsCountries)
+	boundOutcomes(h.carriers, maxStatsCarriers)
+	boundOutcomes(h.senders, maxStatsSenders)
 	if len(h.errors) <= maxStatsErrorCodes {
 		return
 	}
@@ -278,6 +371,7 @@ func (h *hourStats) add(c contribution, sign int64) {
 		}
 		h.errors[code] += sign
 	}
+	h.addAnalytics(c, sign)
 }
 
 // statsCache holds the hour entries touched by one write transaction, so a
@@ -285,9 +379,20 @@ func (h *hourStats) add(c contribution, sign int64) {
 type statsCache struct {
 	hours map[int64]*hourStats
 	buf   []byte
+	// minutes are the minute records touched (analytics.go); minuteFloor
+	// (Unix seconds) is the oldest minute kept, set by reset from now.
+	minutes     map[int64]*hourStats
+	minuteFloor int64
+	now         func() time.Time
 }
 
-func (sc *statsCache) reset() { clear(sc.hours) }
+func (sc *statsCache) reset() {
+	clear(sc.hours)
+	clear(sc.minutes)
+	if sc.now != nil {
+		sc.minuteFloor = minuteOf(sc.now().Add(-minuteRetention))
+	}
+}
 
 func (sc *statsCache) get(b *bolt.Bucket, hour int64) (*hourStats, error) {
 	if h, ok := sc.hours[hour]; ok {
@@ -326,6 +431,9 @@ func (sc *statsCache) move(b *bolt.Bucket, before, after contribution) error {
 		}
 		h.add(after, +1)
 	}
+	if before.minute != after.minute || before.status != after.status {
+		return sc.moveMinute(b.Tx(), before, after)
+	}
 	return nil
 }
 
@@ -336,7 +444,7 @@ func (sc *statsCache) flush(b *bolt.Bucket) error {
 			return fmt.Errorf("put stats hour: %w", err)
 		}
 	}
-	return nil
+	return sc.flushMinutes(b.Tx())
 }
 
 // Stats sums the hourly counters of messages first seen from since's hour up

@@ -38,7 +38,7 @@ var (
 	bucketMeta = []byte("meta")
 
 	allBuckets = [][]byte{bucketMessages, bucketEvents, bucketByTime, bucketNonces, bucketNonceExpiry, bucketStats, bucketMeta, bucketPending,
-		bucketMessageEvents, bucketMessageHashes, bucketOptOuts}
+		bucketMessageEvents, bucketMessageHashes, bucketOptOuts, bucketStatsMinute}
 )
 
 // Meta keys the store itself uses.

@@ -248,7 +248,7 @@ func (s *Store) release(r *request) {
 // db.Batch does), is what lets concurrent callers share each fsync.
 func (s *Store) writer() {
 	defer close(s.done)
-	w := &writerState{s: s, batch: make([]*request, 0, maxBatch)}
+	w := &writerState{s: s, batch: make([]*request, 0, maxBatch), stats: statsCache{now: s.now}}
 	for first := range s.reqs {
 		w.batch = w.batch[:0]
 		if take(first) {
