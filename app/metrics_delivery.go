@@ -96,6 +96,14 @@ func newDeliveryMetrics(reg prometheus.Registerer, store *storage.Store, now fun
 		Name: "plivo_dlr_db_size_bytes",
 		Help: "Size of the bbolt database file.",
 	}, func() float64 { return float64(store.Size()) })
+	// The store hands stored events to the server over a bounded channel
+	// that never makes a commit wait; under overload it drops (the events
+	// are stored; only their notifications are lost). The counters above
+	// then undercount and stream clients are resynced: this says so.
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "plivo_dlr_applied_events_dropped_total",
+		Help: "Stored events whose notification (metrics, stream, forwarding wake-up) was dropped because the consumer fell behind.",
+	}, func() float64 { return float64(store.AppliedDropped()) })
 	reg.MustRegister(
 		&pendingCollector{store: store, now: now, log: log, desc: prometheus.NewDesc(
 			"plivo_dlr_messages_pending",

@@ -341,6 +341,12 @@ func TestMetricsCountDelivery(t *testing.T) {
 			t.Errorf("got %v, want the file size (at least 32 KiB)", got)
 		}
 	})
+	t.Run("dropped notifications", func(t *testing.T) {
+		// Present from the start (NaN when missing), 0 without overload.
+		if got := value(mfs, "plivo_dlr_applied_events_dropped_total"); got != 0 {
+			t.Errorf("got %v, want 0", got)
+		}
+	})
 	t.Run("go and process collectors", func(t *testing.T) {
 		for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "process_start_time_seconds"} {
 			if mfs[name] == nil {
