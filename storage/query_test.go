@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"plivo-dlr/internal/testsupport"
 	"reflect"
 	"strings"
 	"testing"
@@ -11,7 +12,7 @@ import (
 
 // listFixture stores 30 messages first seen one minute apart (m00 oldest),
 // with statuses cycling queued/sent/delivered/undelivered/failed.
-func listFixture(t *testing.T) (*Store, *testClock) {
+func listFixture(t *testing.T) (*Store, *testsupport.Clock) {
 	t.Helper()
 	clock := newTestClock()
 	s := mustOpenStore(t, Options{Now: clock.Now})

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"plivo-dlr/internal/testsupport"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -9,7 +10,7 @@ import (
 
 // hourRecord returns the encoded stats record of the hour holding the
 // clock's time.
-func hourRecord(t *testing.T, s *Store, clock *testClock) []byte {
+func hourRecord(t *testing.T, s *Store, clock *testsupport.Clock) []byte {
 	t.Helper()
 	var rec []byte
 	err := s.db.View(func(tx *bolt.Tx) error {

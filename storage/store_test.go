@@ -5,31 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
+	"plivo-dlr/internal/testsupport"
 	"testing"
 	"time"
 )
 
-// testClock is a settable clock for Options.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock {
-	return &testClock{t: time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newTestClock is the settable clock the storage tests give Options.Now.
+func newTestClock() *testsupport.Clock {
+	return testsupport.NewClock(time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC))
 }
 
 // mustOpenStore opens a store in a fresh temporary directory and closes it
