@@ -119,7 +119,7 @@ func CallbackParams(method, contentType string, body []byte, rawQuery string) (u
 	case "application/x-www-form-urlencoded":
 		// Go refuses ';' as a separator and bad escapes; Plivo encodes both,
 		// so such a body did not come from Plivo intact.
-		params, err := url.ParseQuery(string(body))
+		params, err := parseForm(string(body))
 		if err != nil {
 			return nil, fmt.Errorf("%w: body is not valid form encoding", ErrMalformed)
 		}
