@@ -360,6 +360,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 	}
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
+	b.msgCursor = b.messages.Cursor()
 	b.events.FillPercent = 1.0
 	b.nonceExpiry.FillPercent = 0.95
 	b.byTime.FillPercent = 0.95
@@ -403,6 +404,19 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 type buckets struct {
 	messages, events, byTime, nonces, nonceExpiry, stats, pending, optouts *bolt.Bucket
 	index                                                                  indexBuckets
+	// msgCursor serves the per-event message lookup: Bucket.Get makes a
+	// new cursor (and grows its stack) every call, a kept one reuses its
+	// stack. Seek repositions from the root, so puts in between are fine.
+	msgCursor *bolt.Cursor
+}
+
+// getMessage is b.messages.Get(key) through the transaction's cursor.
+func (b *buckets) getMessage(key []byte) []byte {
+	k, v := b.msgCursor.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -421,7 +435,7 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	idx := &w.idx
 	idx.refs, idx.spilled = idx.refs[:0], false
 	exists := false
-	if v := b.messages.Get(key); v != nil {
+	if v := b.getMessage(key); v != nil {
 		if err := decodeMessage(v, m, idx); err != nil {
 			// Answer this request with the error; nothing was written yet.
 			r.err = fmt.Errorf("decode message %s: %w", ev.MessageUUID, err)
