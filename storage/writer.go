@@ -73,8 +73,10 @@ type request struct {
 	// apply
 	ev      Event
 	evBytes []byte
-	hash    uint64
-	nonces  []Nonce
+	// keys is Apply's scratch for the payload's sorted keys.
+	keys   []string
+	hash   uint64
+	nonces []Nonce
 	// generic write
 	fn func(tx *bolt.Tx) error
 	// statsFn is a generic write that also changes the stats counters,
@@ -138,13 +140,17 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 	normalise(&r.ev)
 	// Encode and hash here, on the caller's goroutine, to keep the single
 	// writer's work per event small.
-	keys := make([]string, 0, len(r.ev.Payload))
+	// The sorted keys are only read here: the pooled request keeps the
+	// slice for the next event, cleared so it holds no strings.
+	keys := r.keys[:0]
 	for k := range r.ev.Payload {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	r.hash = contentHash(&r.ev, keys)
 	r.evBytes = encodeEvent(r.evBytes[:0], &r.ev, keys)
+	clear(keys)
+	r.keys = keys[:0]
 
 	if err := s.submit(ctx, r); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply event: %w", err)
@@ -162,7 +168,10 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 func normalise(ev *Event) {
 	ev.ReceivedAt = ev.ReceivedAt.UTC().Round(0)
 	for _, p := range ev.Details.times() {
-		if *p != nil {
+		// A time already in normal form (every callback's: parsed in
+		// UTC, no monotonic reading) is kept, not copied; the event's
+		// other references (Payload) are the caller's too.
+		if *p != nil && **p != (*p).UTC().Round(0) {
 			t := (*p).UTC().Round(0)
 			*p = &t
 		}
@@ -233,11 +242,14 @@ func take(r *request) bool {
 }
 
 func (s *Store) release(r *request) {
-	done, buf := r.done, r.evBytes
+	done, buf, keys := r.done, r.evBytes, r.keys
 	if cap(buf) > 64<<10 {
 		buf = nil
 	}
-	*r = request{done: done, evBytes: buf[:0]}
+	if cap(keys) > 256 {
+		keys = nil
+	}
+	*r = request{done: done, evBytes: buf[:0], keys: keys[:0]}
 	s.pool.Put(r)
 }
 
