@@ -370,9 +370,9 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		index:       spilledBuckets(tx),
 		optouts:     tx.Bucket(bucketOptOuts),
 	}
+	b.msgCursor = b.messages.Cursor()
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
-	b.msgCursor = b.messages.Cursor()
 	b.events.FillPercent = 1.0
 	b.nonceExpiry.FillPercent = 0.95
 	b.byTime.FillPercent = 0.95
