@@ -334,7 +334,19 @@ func signedStringV3(u *url.URL, method string, params url.Values, nonce string, 
 		return sortedPairs(firstValues(v), kv, sep)
 	}
 	var b strings.Builder
-	b.Grow(256)
+	size := 256
+	if method != "GET" && u.RawQuery == "" && !f.allValues {
+		// Every callback's form (the default case below): its exact
+		// length, so the string is built in one allocation.
+		size = len(u.Scheme) + len("://") + len(u.Host) + len(u.EscapedPath()) + len("?.") + len(nonce)
+		for k, vs := range params {
+			size += len(k)
+			if len(vs) > 0 {
+				size += len(vs[0])
+			}
+		}
+	}
+	b.Grow(size)
 	b.WriteString(u.Scheme)
 	b.WriteString("://")
 	b.WriteString(u.Host)
