@@ -51,11 +51,16 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, bool, error) {
 	// the signature verdict.
 	params, paramsErr := protocol.CallbackParams(method, c.Get(fiber.HeaderContentType), body, rawQuery)
 
+	// Signatures cover the URL Plivo was given, which is our public URL:
+	// never the Host header, which differs behind NAT, tunnels or proxies.
+	signedURL := s.callbackURL
+	if path := c.Request().URI().PathOriginal(); string(path) != s.cfg.Plivo.CallbackPath {
+		// Another spelling the router accepts (a trailing slash, case).
+		signedURL = s.publicURL + string(path)
+	}
 	req := protocol.SignedRequest{
 		Method: method,
-		// Signatures cover the URL Plivo was given, which is our public URL:
-		// never the Host header, which differs behind NAT, tunnels or proxies.
-		URL: s.publicURL + string(c.Request().URI().PathOriginal()),
+		URL:    signedURL,
 		// Copies: c.Get aliases fasthttp's request buffer, which the
 		// connection reuses for its next request, and the nonces go to the
 		// store's writer, which may still hold them after we answer.

@@ -64,10 +64,15 @@ type Server struct {
 	// rejections samples the log lines of refused requests.
 	rejections *rejectionLog
 	publicURL  string
-	apiTokens  [][]byte
-	metrics    *serverMetrics
-	registry   *prometheus.Registry
-	ui         fs.FS
+
+	// callbackURL is publicURL + the configured callback path: the URL
+	// nearly every callback is signed over, built once.
+	callbackURL string
+
+	apiTokens [][]byte
+	metrics   *serverMetrics
+	registry  *prometheus.Registry
+	ui        fs.FS
 	// notifiers hear about every stored event after its commit (the WebSocket
 	// hub, metrics); they must not block.
 	notifiers []Notifier
@@ -132,6 +137,7 @@ func NewServer(opts Options) (*Server, error) {
 		registry:  opts.Registry,
 		ui:        opts.UI,
 	}
+	s.callbackURL = s.publicURL + opts.Config.Plivo.CallbackPath
 	for _, t := range opts.Config.Dashboard.APITokens {
 		s.apiTokens = append(s.apiTokens, []byte(t))
 	}

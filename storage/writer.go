@@ -73,8 +73,10 @@ type request struct {
 	// apply
 	ev      Event
 	evBytes []byte
-	hash    uint64
-	nonces  []Nonce
+	// keys is Apply's scratch for the payload's sorted keys.
+	keys   []string
+	hash   uint64
+	nonces []Nonce
 	// generic write
 	fn func(tx *bolt.Tx) error
 	// statsFn is a generic write that also changes the stats counters,
@@ -138,13 +140,17 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 	normalise(&r.ev)
 	// Encode and hash here, on the caller's goroutine, to keep the single
 	// writer's work per event small.
-	keys := make([]string, 0, len(r.ev.Payload))
+	// The sorted keys are only read here: the pooled request keeps the
+	// slice for the next event, cleared so it holds no strings.
+	keys := r.keys[:0]
 	for k := range r.ev.Payload {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	r.hash = contentHash(&r.ev, keys)
 	r.evBytes = encodeEvent(r.evBytes[:0], &r.ev, keys)
+	clear(keys)
+	r.keys = keys[:0]
 
 	if err := s.submit(ctx, r); err != nil {
 		return ApplyResult{}, fmt.Errorf("apply event: %w", err)
@@ -162,7 +168,10 @@ func (s *Store) Apply(ctx context.Context, ev Event, nonces ...Nonce) (ApplyResu
 func normalise(ev *Event) {
 	ev.ReceivedAt = ev.ReceivedAt.UTC().Round(0)
 	for _, p := range ev.Details.times() {
-		if *p != nil {
+		// A time already in normal form (every callback's: parsed in
+		// UTC, no monotonic reading) is kept, not copied; the event's
+		// other references (Payload) are the caller's too.
+		if *p != nil && **p != (*p).UTC().Round(0) {
 			t := (*p).UTC().Round(0)
 			*p = &t
 		}
@@ -233,11 +242,14 @@ func take(r *request) bool {
 }
 
 func (s *Store) release(r *request) {
-	done, buf := r.done, r.evBytes
+	done, buf, keys := r.done, r.evBytes, r.keys
 	if cap(buf) > 64<<10 {
 		buf = nil
 	}
-	*r = request{done: done, evBytes: buf[:0]}
+	if cap(keys) > 256 {
+		keys = nil
+	}
+	*r = request{done: done, evBytes: buf[:0], keys: keys[:0]}
 	s.pool.Put(r)
 }
 
@@ -358,6 +370,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		index:       spilledBuckets(tx),
 		optouts:     tx.Bucket(bucketOptOuts),
 	}
+	b.msgCursor = b.messages.Cursor()
 	// Append-only buckets: pack pages full instead of bbolt's default 50%
 	// split, halving the pages written and stored.
 	b.events.FillPercent = 1.0
@@ -403,6 +416,19 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 type buckets struct {
 	messages, events, byTime, nonces, nonceExpiry, stats, pending, optouts *bolt.Bucket
 	index                                                                  indexBuckets
+	// msgCursor serves the per-event message lookup: Bucket.Get makes a
+	// new cursor (and grows its stack) every call, a kept one reuses its
+	// stack. Seek repositions from the root, so puts in between are fine.
+	msgCursor *bolt.Cursor
+}
+
+// getMessage is b.messages.Get(key) through the transaction's cursor.
+func (b *buckets) getMessage(key []byte) []byte {
+	k, v := b.msgCursor.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
 }
 
 // applyOne applies one event request. Checks that reject the request
@@ -421,7 +447,7 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	idx := &w.idx
 	idx.refs, idx.spilled = idx.refs[:0], false
 	exists := false
-	if v := b.messages.Get(key); v != nil {
+	if v := b.getMessage(key); v != nil {
 		if err := decodeMessage(v, m, idx); err != nil {
 			// Answer this request with the error; nothing was written yet.
 			r.err = fmt.Errorf("decode message %s: %w", ev.MessageUUID, err)

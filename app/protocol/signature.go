@@ -147,7 +147,7 @@ func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
 		if err := v.verifyV3(u, r.Method, r.Params, h); err != nil {
 			return Verification{}, err
 		}
-		ver := Verification{Scheme: SchemeV3, Nonces: []string{h.V3Nonce}}
+		ver := Verification{Scheme: SchemeV3, Nonces: append(make([]string, 0, 2), h.V3Nonce)}
 		if h.V2Nonce != "" && h.V2Nonce != h.V3Nonce {
 			ver.Nonces = append(ver.Nonces, h.V2Nonce)
 		}
@@ -160,21 +160,24 @@ func (v *SignatureVerifier) Verify(r SignedRequest) (Verification, error) {
 }
 
 func (v *SignatureVerifier) verifyV3(u *url.URL, method string, params url.Values, h SignatureHeaders) error {
-	sigs := splitSignatures(h.V3, h.MaV3)
+	var sigBuf [4]string
+	sigs := appendSplitSignatures(sigBuf[:0], h.V3, h.MaV3)
 	switch {
 	case len(sigs) == 0:
 		return fmt.Errorf("v3 %w: nonce without signature", ErrBadSignature)
 	case h.V3Nonce == "":
 		return fmt.Errorf("v3 %w: empty nonce", ErrBadSignature)
 	}
-	if !v.matchAny(signedStringsV3(u, method, params, h.V3Nonce), sigs) {
+	var signedBuf [8]string
+	if !v.matchAny(appendSignedStringsV3(signedBuf[:0], u, method, params, h.V3Nonce), sigs) {
 		return fmt.Errorf("v3 %w", ErrBadSignature)
 	}
 	return nil
 }
 
 func (v *SignatureVerifier) verifyV2(u *url.URL, h SignatureHeaders) error {
-	sigs := splitSignatures(h.V2, h.MaV2)
+	var sigBuf [4]string
+	sigs := appendSplitSignatures(sigBuf[:0], h.V2, h.MaV2)
 	if h.V2Nonce == "" {
 		return fmt.Errorf("v2 %w: empty nonce", ErrBadSignature)
 	}
@@ -292,6 +295,11 @@ type v3Form struct{ rawPath, allValues, keepDots bool }
 // escaped path, a repeated key, POST with a query), so a plain callback
 // costs one string.
 func signedStringsV3(u *url.URL, method string, params url.Values, nonce string) []string {
+	return appendSignedStringsV3(nil, u, method, params, nonce)
+}
+
+// appendSignedStringsV3 is signedStringsV3 appending to out.
+func appendSignedStringsV3(out []string, u *url.URL, method string, params url.Values, nonce string) []string {
 	raws, alls, dots := []bool{false}, []bool{false}, []bool{false}
 	if u.EscapedPath() != u.Path {
 		raws = append(raws, true)
@@ -302,7 +310,6 @@ func signedStringsV3(u *url.URL, method string, params url.Values, nonce string)
 	if method != "GET" && u.RawQuery != "" {
 		dots = append(dots, true)
 	}
-	var out []string
 	for _, raw := range raws {
 		for _, all := range alls {
 			for _, dot := range dots {
@@ -327,7 +334,19 @@ func signedStringV3(u *url.URL, method string, params url.Values, nonce string, 
 		return sortedPairs(firstValues(v), kv, sep)
 	}
 	var b strings.Builder
-	b.Grow(256)
+	size := 256
+	if method != "GET" && u.RawQuery == "" && !f.allValues {
+		// Every callback's form (the default case below): its exact
+		// length, so the string is built in one allocation.
+		size = len(u.Scheme) + len("://") + len(u.Host) + len(u.EscapedPath()) + len("?.") + len(nonce)
+		for k, vs := range params {
+			size += len(k)
+			if len(vs) > 0 {
+				size += len(vs[0])
+			}
+		}
+	}
+	b.Grow(size)
 	b.WriteString(u.Scheme)
 	b.WriteString("://")
 	b.WriteString(u.Host)
@@ -481,7 +500,12 @@ func trimHeaders(h SignatureHeaders) SignatureHeaders {
 // splitSignatures returns the non-empty comma-separated signatures of the
 // given header values, spaces trimmed.
 func splitSignatures(headers ...string) []string {
-	var sigs []string
+	return appendSplitSignatures(nil, headers...)
+}
+
+// appendSplitSignatures is splitSignatures appending to sigs, so that the
+// verifier can split into an array on its stack.
+func appendSplitSignatures(sigs []string, headers ...string) []string {
 	for _, h := range headers {
 		for s := range strings.SplitSeq(h, ",") {
 			if s = strings.TrimSpace(s); s != "" {

@@ -52,8 +52,19 @@ var zonelessLayouts = []string{"2006-01-02 15:04:05.999999999", "2006-01-02T15:0
 // yet. A time outside MinTime .. MaxTime is an error wrapping
 // ErrTimeOutOfRange; any other error means the spelling is not one we read.
 func ParseTime(s string) (*time.Time, error) {
+	t, err := parseTimeValue(s)
+	if err != nil || t.IsZero() {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// parseTimeValue is ParseTime returning the time itself (zero for empty
+// input), so that a caller parsing several can place them in one
+// allocation.
+func parseTimeValue(s string) (time.Time, error) {
 	if s == "" {
-		return nil, nil
+		return time.Time{}, nil
 	}
 	layouts := timeLayouts
 	v := s
@@ -69,11 +80,10 @@ func ParseTime(s string) (*time.Time, error) {
 	for _, layout := range layouts {
 		if t, err := time.ParseInLocation(layout, v, time.UTC); err == nil {
 			if !TimeInRange(t) {
-				return nil, fmt.Errorf("%w: %s", ErrTimeOutOfRange, quoteShort(s))
+				return time.Time{}, fmt.Errorf("%w: %s", ErrTimeOutOfRange, quoteShort(s))
 			}
-			t = t.UTC()
-			return &t, nil
+			return t.UTC(), nil
 		}
 	}
-	return nil, errors.New("unrecognised time " + quoteShort(s))
+	return time.Time{}, errors.New("unrecognised time " + quoteShort(s))
 }
