@@ -2,9 +2,7 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,21 +18,7 @@ import (
 // getAnalytics fetches /api/analytics with the API token.
 func getAnalytics(tb testing.TB, addr, window string) (int, analyticsBody) {
 	tb.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/analytics?window="+window, nil)
-	req.Header.Set("Authorization", "Bearer "+dashAPIToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("GET /api/analytics: %v", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var body analyticsBody
-	if resp.StatusCode == http.StatusOK {
-		if err := json.Unmarshal(b, &body); err != nil {
-			tb.Fatalf("analytics body %q: %v", b, err)
-		}
-	}
-	return resp.StatusCode, body
+	return getAPIJSON[analyticsBody](tb, addr, "/api/analytics?window="+window)
 }
 
 // TestAnalyticsAPI: seeded callbacks show up in each window's series, the

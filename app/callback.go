@@ -115,16 +115,17 @@ func (s *Server) ingestCallback(c *fiber.Ctx) (string, bool, error) {
 		return resultReplayed, false, &httpError{Code: fiber.StatusForbidden, Message: "nonce already used"}
 	case errors.Is(err, storage.ErrNonceCapacity):
 		s.logNonceCapacity(now)
-		return resultError, false, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
+		fallthrough
 	case err != nil:
 		// 503 makes Plivo retry; nothing was acknowledged, so nothing is lost.
 		// A timed-out request is never written later (see storage.Apply),
 		// so the retry is not refused as a replay of its nonce.
 		return resultError, false, &httpError{Code: fiber.StatusServiceUnavailable, Message: "storage unavailable, retry later", Err: err}
 	}
-	// The notifiers (stream, metrics) heard of this event from the store's
-	// writer, in cursor order, before Apply returned. res.Retry (the same
-	// signed request again, nonce included) is a duplicate too.
+	// The notifiers (stream, metrics, forwarding) hear of the stored event
+	// from the store's applied-event feed, in cursor order, on their own
+	// goroutine. res.Retry (the same signed request again, nonce included)
+	// is a duplicate too.
 	inbound := ev.Source == storage.SourceInbound
 	if res.Duplicate {
 		return resultDuplicate, inbound, nil

@@ -17,24 +17,30 @@ import (
 	"plivo-dlr/storage"
 )
 
-// getStats fetches /api/stats with the API token.
-func getStats(tb testing.TB, addr, window string) (int, statsBody) {
+// getAPIJSON fetches path with the API token and decodes a 200's body.
+func getAPIJSON[T any](tb testing.TB, addr, path string) (int, T) {
 	tb.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/stats?window="+window, nil)
+	var body T
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 	req.Header.Set("Authorization", "Bearer "+dashAPIToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		tb.Fatalf("GET /api/stats: %v", err)
+		tb.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	var body statsBody
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(b, &body); err != nil {
-			tb.Fatalf("stats body %q: %v", b, err)
+			tb.Fatalf("GET %s: body %q: %v", path, b, err)
 		}
 	}
 	return resp.StatusCode, body
+}
+
+// getStats fetches /api/stats with the API token.
+func getStats(tb testing.TB, addr, window string) (int, statsBody) {
+	tb.Helper()
+	return getAPIJSON[statsBody](tb, addr, "/api/stats?window="+window)
 }
 
 // TestStatsAPI: counts, delivery rate, error codes and the series reflect
