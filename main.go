@@ -381,6 +381,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		logger.Warn("database check stopped at its time bound: the rest of the file is unchecked",
 			"pages", rep.Pages, "of", rep.HighWater, "took", rep.Took.Round(time.Millisecond))
 	}
+	switch replayed, gap := store.JournalReplayed(); {
+	case replayed > 0:
+		logger.Info("applied acknowledged events from the journal (the last run did not stop cleanly)", "events", replayed)
+	case gap:
+		logger.Warn("ignored a journal that does not continue this database (was the file replaced by a backup?)")
+	}
 	defer func() {
 		if err := store.Close(); err != nil {
 			logger.Error("close store", "err", err)

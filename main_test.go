@@ -515,7 +515,8 @@ func TestCrashKeepsAcknowledgedCallbacks(t *testing.T) {
 		}
 	}
 	last, _ := store.LastCursor()
-	t.Logf("acked %d callbacks before SIGKILL; stored events %d; acked but missing %d", len(acked), last, missing)
+	replayed, _ := store.JournalReplayed()
+	t.Logf("acked %d callbacks before SIGKILL; stored events %d (%d of them applied from the journal at reopen); acked but missing %d", len(acked), last, replayed, missing)
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -326,7 +326,7 @@ func tempFilesIn(t *testing.T, dir string) []string {
 	var out []string
 	for _, fd := range fds {
 		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
-		if err != nil || !strings.HasPrefix(target, dir+"/") || target == filepath.Join(dir, "dlr.db") {
+		if err != nil || !strings.HasPrefix(target, dir+"/") || target == filepath.Join(dir, "dlr.db") || target == filepath.Join(dir, "dlr.db.journal") {
 			continue
 		}
 		out = append(out, target)

@@ -124,7 +124,7 @@ func TestStatsRangeAnalytics(t *testing.T) {
 	clock.Add(minuteRetention + time.Hour)
 	mustApply(t, s, analyticsEvent("late", StatusQueued, "+14155550100", "+15550001", "", "", "", ""))
 	var minutes int
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx *bolt.Tx) error {
 		minutes = tx.Bucket(bucketStatsMinute).Stats().KeyN
 		return nil
 	}); err != nil {

@@ -42,6 +42,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if s.closed.Load() {
 		return nil, fmt.Errorf("begin snapshot: %w", ErrClosed)
 	}
+	s.awaitApplied() // everything acknowledged is in the snapshot
 	tx, err := s.db.Begin(false)
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		err = ErrClosed

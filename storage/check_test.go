@@ -30,6 +30,7 @@ func checkTestFile(t *testing.T, n int) string {
 			if _, err := s.Apply(context.Background(), e); err != nil {
 				t.Fatalf("apply %d %s: %v", i, st, err)
 			}
+			mustCommit(t, s) // a commit per event, as a busy file has
 		}
 	}
 	if err := s.Close(); err != nil {

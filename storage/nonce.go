@@ -94,6 +94,9 @@ type nonceIndex struct {
 
 	staged   []stagedNonce
 	stagedFP map[uint64]uint32 // fp → sum32 of staged nonces, for repeats within one batch
+	// unflushed are promoted (in the index, durable in the journal) but
+	// not yet in the log: the open journaled transaction logs them.
+	unflushed []stagedNonce
 
 	nextSweep   int   // shard swept next
 	lastSweep   int64 // Unix nanos of the last shard sweep
@@ -296,17 +299,27 @@ func (ix *nonceIndex) stage(nonces []Nonce) {
 	}
 }
 
-// begin forgets what a previous try of the transaction staged.
+// begin forgets what a previous try of the batch staged.
 func (ix *nonceIndex) begin() {
 	clear(ix.staged)
 	ix.staged = ix.staged[:0]
 	clear(ix.stagedFP)
 }
 
-// flush appends the staged nonces to the log, as one group, in the
-// transaction that stages them.
+// rollback forgets the staged nonces and those promoted but not yet
+// flushed: the transaction that was to log them is gone. (Promoted ones
+// stay in the index; the transaction rebuilt from the journal logs them
+// again.)
+func (ix *nonceIndex) rollback() {
+	ix.begin()
+	clear(ix.unflushed)
+	ix.unflushed = ix.unflushed[:0]
+}
+
+// flush appends the promoted and staged nonces to the log, as one group,
+// in the transaction that commits them.
 func (ix *nonceIndex) flush(tx *bolt.Tx) error {
-	if len(ix.staged) == 0 {
+	if len(ix.staged) == 0 && len(ix.unflushed) == 0 {
 		return nil
 	}
 	b := tx.Bucket(bucketNonceLog)
@@ -315,20 +328,26 @@ func (ix *nonceIndex) flush(tx *bolt.Tx) error {
 	if err != nil {
 		return fmt.Errorf("nonce log sequence: %w", err)
 	}
-	key, val := appendNonceGroup(nil, seq, ix.staged)
+	group := ix.unflushed
+	if len(ix.staged) > 0 {
+		group = append(group, ix.staged...)
+	}
+	key, val := appendNonceGroup(nil, seq, group)
 	if err := b.Put(key, val); err != nil {
 		return fmt.Errorf("put nonce log: %w", err)
 	}
 	return nil
 }
 
-// committed moves the staged nonces into the index once their transaction
-// is durable, then sweeps one shard if one is due.
-func (ix *nonceIndex) committed(now int64) {
+// promote moves the staged nonces into the index once the request that
+// used them is durable (journaled or committed), then sweeps one shard if
+// one is due. They are logged by the next flush.
+func (ix *nonceIndex) promote(now int64) {
 	nowSec := uint32(max(now/1e9, 0))
 	for _, n := range ix.staged {
 		ix.put(nonceEntry{fp: n.fp, exp: expSeconds(n.exp), sum: requestSum32(n.sum)}, nowSec)
 	}
+	ix.unflushed = append(ix.unflushed, ix.staged...)
 	ix.begin()
 	if now-ix.lastSweep >= int64(nonceSweepEvery/nonceShards) {
 		ix.lastSweep = now
@@ -339,6 +358,12 @@ func (ix *nonceIndex) committed(now int64) {
 		ix.count += sh.rebuild(0, nowSec)
 	}
 	ix.publishStats()
+}
+
+// committed forgets the flushed nonces once their transaction committed.
+func (ix *nonceIndex) committed() {
+	clear(ix.unflushed)
+	ix.unflushed = ix.unflushed[:0]
 }
 
 func (ix *nonceIndex) publishStats() {

@@ -286,7 +286,8 @@ func TestNonceIndexModel(t *testing.T) {
 			ix.stage(n)
 			model[nonce] = nonceEntry{exp: expSeconds(n[0].ExpiresAt.UnixNano()), sum: requestSum32(sum)}
 		}
-		ix.committed(now)
+		ix.promote(now)
+		ix.committed()
 	}
 	live := 0
 	nowSec := uint32(now / 1e9)

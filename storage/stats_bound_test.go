@@ -13,7 +13,7 @@ import (
 func hourRecord(t *testing.T, s *Store, clock *testsupport.Clock) []byte {
 	t.Helper()
 	var rec []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		rec = append(rec, tx.Bucket(bucketStats).Get(u64key(uint64(hourOf(clock.Now()))))...)
 		return nil
 	})

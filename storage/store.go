@@ -116,6 +116,19 @@ type Store struct {
 	reqs    chan *request
 	done    chan struct{} // closed when the writer has exited
 	pool    sync.Pool     // of *request
+
+	// journalReplayed and journalGap are what Open found in the journal.
+	journalReplayed int
+	journalGap      bool
+	// w is the writer's state; journal its journal (journal.go).
+	w       *writerState
+	journal *journal
+	// acked is the last journal record whose events were acknowledged,
+	// applied the last one committed to the database; appliedCh is closed
+	// (and replaced) at each commit, for readers waiting in awaitApplied.
+	acked, applied atomic.Uint64
+	appliedMu      sync.Mutex
+	appliedCh      chan struct{}
 }
 
 // ErrEmptyFile is returned by Open for an existing zero-length database file.
@@ -204,9 +217,104 @@ func Open(path string, opts Options) (*Store, error) {
 		s.feed.size = DefaultAppliedBuffer
 	}
 	s.pool.New = func() any { return &request{done: make(chan struct{}, 1)} }
+	s.appliedCh = make(chan struct{})
+	s.w = &writerState{s: s, batch: make([]*request, 0, maxBatch), stats: statsCache{now: s.now}}
+	if err := s.openJournal(opts.NoSync); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	go s.writer()
 	return s, nil
 }
+
+// openJournal opens the journal and commits the batches it holds that the
+// database does not: what was acknowledged before a crash.
+func (s *Store) openJournal(noSync bool) error {
+	j, err := openJournal(s.path, noSync)
+	if err != nil {
+		return err
+	}
+	var applied uint64
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get([]byte(metaJournalApplied)); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = j.close()
+		return fmt.Errorf("read journal sequence: %w", err)
+	}
+	records, last, gap, err := readJournal(j.f, applied)
+	if err != nil {
+		_ = j.close()
+		return fmt.Errorf("read journal %s: %w", j.path, err)
+	}
+	s.journal = j
+	s.journalGap = gap
+	w := s.w
+	w.seq, w.records = last, records
+	for _, rec := range records {
+		if entries, err := decodeJournalBatch(rec); err == nil {
+			s.journalReplayed += len(entries)
+		}
+	}
+	s.acked.Store(last)
+	s.applied.Store(applied)
+	if err := w.commitTx(); err != nil {
+		_ = j.close()
+		return fmt.Errorf("apply journal %s: %w", j.path, err)
+	}
+	w.s.journal.reset()
+	return nil
+}
+
+// JournalReplayed reports how many acknowledged events Open found in the
+// journal and not in the database (after a crash) and committed; gap, that
+// the journal held records that do not continue this database (it was
+// replaced, e.g. by a restored backup) and were ignored.
+func (s *Store) JournalReplayed() (events int, gap bool) { return s.journalReplayed, s.journalGap }
+
+// markApplied records that journal records up to seq are committed and
+// wakes the readers waiting for them.
+func (s *Store) markApplied(seq uint64) {
+	s.applied.Store(seq)
+	s.appliedMu.Lock()
+	close(s.appliedCh)
+	s.appliedCh = make(chan struct{})
+	s.appliedMu.Unlock()
+}
+
+// awaitApplied waits until every event acknowledged so far is committed,
+// so a read sees what was answered before it began. It gives up after
+// maxApplyWait (a failing disk must not hang every reader) and reads what
+// is committed.
+func (s *Store) awaitApplied() {
+	target := s.acked.Load()
+	if s.applied.Load() >= target {
+		return
+	}
+	timer := time.NewTimer(maxApplyWait)
+	defer timer.Stop()
+	for s.applied.Load() < target {
+		s.appliedMu.Lock()
+		ch := s.appliedCh
+		s.appliedMu.Unlock()
+		if s.applied.Load() >= target {
+			return
+		}
+		select {
+		case <-ch:
+		case <-s.done:
+			return
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// maxApplyWait bounds awaitApplied.
+const maxApplyWait = 2 * time.Second
 
 func initialize(tx *bolt.Tx) error {
 	for _, name := range allBuckets {
@@ -249,8 +357,12 @@ func (s *Store) Close() error {
 	<-s.done
 	s.feed.close()
 	s.closed.Store(true)
+	jerr := s.journal.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
+	}
+	if jerr != nil {
+		return fmt.Errorf("close store: journal: %w", jerr)
 	}
 	return nil
 }
@@ -275,6 +387,7 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	s.awaitApplied()
 	err := s.db.View(fn)
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return ErrClosed

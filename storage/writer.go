@@ -77,6 +77,9 @@ type request struct {
 	keys   []string
 	hash   uint64
 	nonces []Nonce
+	// replay marks an event applied again from the journal: its nonces
+	// were checked when it was first applied.
+	replay bool
 	// generic write
 	fn func(tx *bolt.Tx) error
 	// statsFn is a generic write that also changes the stats counters,
@@ -254,14 +257,45 @@ func (s *Store) release(r *request) {
 }
 
 // writer is the single goroutine that writes. It takes the first queued
-// request, drains whatever else is queued (up to maxBatch), applies all of
-// them in one transaction, commits, then answers each. Committing as soon as
-// the previous commit ends, rather than waiting for a batch to fill (as
-// db.Batch does), is what lets concurrent callers share each fsync.
+// request, drains whatever else is queued (up to maxBatch) and handles them
+// as one batch. Batches of events go into the open journaled transaction
+// (see journal.go and applyJournaled); a batch holding any other write
+// commits that transaction first, then runs in a transaction of its own,
+// committed before its callers are answered. Taking whatever is queued as
+// soon as the previous batch ends, rather than waiting for a batch to fill
+// (as db.Batch does), is what lets concurrent callers share each fsync.
 func (s *Store) writer() {
 	defer close(s.done)
-	w := &writerState{s: s, batch: make([]*request, 0, maxBatch), stats: statsCache{now: s.now}}
-	for first := range s.reqs {
+	w := s.w
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	for {
+		var first *request
+		if w.tx != nil {
+			// Commit when no request comes for journalIdle, or the
+			// transaction reaches journalMaxAge.
+			wait := min(journalIdle, max(journalMaxAge-time.Since(w.txStart), 0))
+			idle.Reset(wait)
+			select {
+			case r, ok := <-s.reqs:
+				idle.Stop()
+				if !ok {
+					w.closeJournal()
+					return
+				}
+				first = r
+			case <-idle.C:
+				_ = w.commitTx()
+				continue
+			}
+		} else {
+			r, ok := <-s.reqs
+			if !ok {
+				w.closeJournal()
+				return
+			}
+			first = r
+		}
 		w.batch = w.batch[:0]
 		if take(first) {
 			w.batch = append(w.batch, first)
@@ -286,12 +320,39 @@ func (s *Store) writer() {
 		if w.s.beforeCommit != nil {
 			w.s.beforeCommit()
 		}
-		w.commit()
+		if onlyApplies(w.batch) {
+			w.applyJournaled()
+		} else if err := w.commitTx(); err != nil {
+			for _, r := range w.batch {
+				r.res, r.err = ApplyResult{}, fmt.Errorf("commit: %w", err)
+			}
+		} else {
+			w.commit()
+		}
 		for _, r := range w.batch {
 			r.done <- struct{}{}
 		}
 		clear(w.batch)
+		if w.tx != nil && (w.txEvents >= journalMaxEvents || time.Since(w.txStart) >= journalMaxAge) {
+			_ = w.commitTx()
+		}
 	}
+}
+
+// closeJournal commits what the journal holds at Close and empties it.
+func (w *writerState) closeJournal() {
+	if err := w.commitTx(); err == nil && w.tx == nil {
+		_ = w.s.journal.clear()
+	}
+}
+
+func onlyApplies(batch []*request) bool {
+	for _, r := range batch {
+		if r.fn != nil || r.statsFn != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // writerState is reused across batches to keep the hot loop allocation-light.
@@ -303,14 +364,31 @@ type writerState struct {
 	idx   eventIndex
 	buf   []byte
 	msg   Message
-	now   int64 // Unix nanos at the start of the transaction
+	now   int64 // Unix nanos at the start of the batch
 	// pendingDelta is the change of the pending count in this transaction.
 	pendingDelta int64
+
+	// The open journaled transaction (journal.go): nil when none.
+	tx      *bolt.Tx
+	b       buckets
+	cursor  uint64 // last cursor assigned in tx
+	txStart time.Time
+	// txEvents counts the journaled events tx holds.
+	txEvents int
+	// seq is the last journal record written; records holds the payloads
+	// of those not yet committed, to apply again if tx is rolled back.
+	seq     uint64
+	records [][]byte
+	entries []journalEntry
+	replay  request
+	// broken is the error of the last failed commit of journaled batches:
+	// until one succeeds, new events are refused.
+	broken error
 }
 
-// commit applies w.batch in one transaction. A request whose writes fail is
-// answered with its error and the batch retried without it; a failed commit
-// fails every request still in the batch.
+// commit applies w.batch in one transaction of its own. A request whose
+// writes fail is answered with its error and the batch retried without it;
+// a failed commit fails every request still in the batch.
 func (w *writerState) commit() {
 	w.live = append(w.live[:0], w.batch...)
 	for len(w.live) > 0 {
@@ -320,7 +398,8 @@ func (w *writerState) commit() {
 			w.s.onCommit(time.Since(start), len(w.live))
 		}
 		if err == nil {
-			w.s.nonces.committed(w.now)
+			w.s.nonces.promote(w.now)
+			w.s.nonces.committed()
 			w.publish()
 		}
 		var re *requestError
@@ -343,6 +422,182 @@ func (w *writerState) commit() {
 	clear(w.live)
 }
 
+// applyJournaled applies a batch of events to the open transaction, writes
+// them to the journal and, once that is durable, lets their callers be
+// answered. A request whose writes fail is answered with its error: the
+// transaction is rolled back and rebuilt from the journal's records, and
+// the batch tried again without it.
+func (w *writerState) applyJournaled() {
+	if w.broken != nil {
+		// The last commit failed: nothing new until the journaled events
+		// are in the database.
+		if err := w.commitTx(); err != nil {
+			w.failLive(w.batch, fmt.Errorf("commit: %w", err))
+			return
+		}
+	}
+	start := time.Now()
+	w.live = append(w.live[:0], w.batch...)
+	defer clear(w.live)
+	for len(w.live) > 0 {
+		if w.tx == nil {
+			if err := w.beginTx(); err != nil {
+				w.failLive(w.live, err)
+				return
+			}
+		}
+		w.now = w.s.now().UnixNano()
+		i, err := w.applyLive()
+		if err == nil {
+			break
+		}
+		w.live[i].err = err
+		w.live = slices.Delete(w.live, i, i+1)
+		w.rollbackTx()
+	}
+	w.entries = w.entries[:0]
+	for _, r := range w.live {
+		if r.err == nil && !r.res.Retry {
+			w.entries = append(w.entries, journalEntry{evBytes: r.evBytes, hash: r.hash, nonces: r.nonces})
+		}
+	}
+	if len(w.entries) > 0 {
+		rec, err := w.s.journal.append(w.seq+1, w.entries)
+		if err != nil {
+			// Nothing of this batch is durable: roll it back (with the
+			// journaled batches before it, rebuilt on the next batch) and
+			// answer every event of it with the error, retries included.
+			w.rollbackTx()
+			w.failLive(w.live, err)
+			return
+		}
+		w.seq++
+		w.records = append(w.records, rec)
+		w.txEvents += len(w.entries)
+		w.s.acked.Store(w.seq)
+	}
+	w.s.nonces.promote(w.now)
+	if w.s.onCommit != nil {
+		w.s.onCommit(time.Since(start), len(w.live))
+	}
+	w.s.health.noteCommit(w.s.now(), countApplies(w.live), nil)
+	w.publish()
+}
+
+// failLive answers every request in rs with err.
+func (w *writerState) failLive(rs []*request, err error) {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		err = ErrClosed
+	}
+	for _, r := range rs {
+		r.res, r.err = ApplyResult{}, err
+	}
+	w.s.health.noteCommit(w.s.now(), countApplies(rs), err)
+}
+
+// applyLive applies w.live to the open transaction; on a request's failure
+// it returns its index and error.
+func (w *writerState) applyLive() (int, error) {
+	for i, r := range w.live {
+		r.res, r.err = ApplyResult{}, nil
+		next, err := w.applyOne(&w.b, r, w.cursor)
+		if err != nil {
+			return i, err
+		}
+		w.cursor = next
+	}
+	return 0, nil
+}
+
+// beginTx opens the journaled transaction and applies to it again the
+// journaled batches not yet committed (after a rollback or at Open).
+func (w *writerState) beginTx() error {
+	tx, err := w.s.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	w.tx = tx
+	w.setup(tx, &w.b)
+	w.cursor = w.b.events.Sequence()
+	w.txStart, w.txEvents = time.Now(), 0
+	w.now = w.s.now().UnixNano()
+	r := &w.replay
+	for _, rec := range w.records {
+		entries, err := decodeJournalBatch(rec)
+		if err != nil {
+			w.rollbackTx()
+			return fmt.Errorf("journal: %w", err)
+		}
+		for _, e := range entries {
+			ev, err := decodeEvent(0, e.evBytes)
+			if err != nil {
+				w.rollbackTx()
+				return fmt.Errorf("journal: event: %w", err)
+			}
+			*r = request{ev: ev, evBytes: e.evBytes, hash: e.hash, nonces: e.nonces, replay: true}
+			next, err := w.applyOne(&w.b, r, w.cursor)
+			if err == nil {
+				err = r.err
+			}
+			if err != nil {
+				w.rollbackTx()
+				return fmt.Errorf("journal: apply again: %w", err)
+			}
+			w.cursor = next
+		}
+		w.txEvents += len(entries)
+	}
+	*r = request{}
+	w.s.nonces.promote(w.now)
+	return nil
+}
+
+func (w *writerState) rollbackTx() {
+	if w.tx != nil {
+		_ = w.tx.Rollback()
+		w.tx = nil
+	}
+	w.s.nonces.rollback()
+}
+
+// commitTx commits the journaled transaction (rebuilding it first if a
+// failed commit rolled it back) and starts the journal over.
+func (w *writerState) commitTx() error {
+	if w.tx == nil {
+		if len(w.records) == 0 {
+			return nil
+		}
+		if err := w.beginTx(); err != nil {
+			w.broken = err
+			w.s.health.noteCommit(w.s.now(), 1, err)
+			return err
+		}
+	}
+	err := w.finish(w.tx, &w.b, w.cursor, true)
+	if err == nil {
+		err = w.tx.Commit()
+	} else {
+		_ = w.tx.Rollback()
+	}
+	w.tx = nil
+	if err != nil {
+		w.s.nonces.rollback()
+		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+			err = ErrClosed
+		}
+		w.broken = fmt.Errorf("commit journaled events: %w", err)
+		w.s.health.noteCommit(w.s.now(), 1, w.broken)
+		return w.broken
+	}
+	w.broken = nil
+	w.s.nonces.committed()
+	clear(w.records)
+	w.records = w.records[:0]
+	w.s.journal.reset()
+	w.s.markApplied(w.seq)
+	return nil
+}
+
 // publish hands every event the commit newly stored to the Applied feed,
 // in cursor order, before any caller is answered: publishing from the
 // callers' goroutines instead would reorder events of one batch. It never
@@ -355,11 +610,12 @@ func (w *writerState) publish() {
 	}
 }
 
-func (w *writerState) applyAll(tx *bolt.Tx) error {
+// setup prepares a write transaction for applying events.
+func (w *writerState) setup(tx *bolt.Tx, b *buckets) {
 	w.s.nonces.begin()
 	w.stats.reset()
 	w.pendingDelta = 0
-	b := buckets{
+	*b = buckets{
 		messages:    tx.Bucket(bucketMessages),
 		events:      tx.Bucket(bucketEvents),
 		byTime:      tx.Bucket(bucketByTime),
@@ -376,8 +632,36 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 	b.events.FillPercent = 1.0
 	b.nonceExpiry.FillPercent = 0.95
 	b.byTime.FillPercent = 0.95
+}
+
+// finish writes what a transaction's applies accumulated: the event
+// sequence, pending count, nonces, stats and, for the journaled
+// transaction, the last journal record it holds.
+func (w *writerState) finish(tx *bolt.Tx, b *buckets, cursor uint64, journaled bool) error {
+	if cursor != b.events.Sequence() {
+		if err := b.events.SetSequence(cursor); err != nil {
+			return fmt.Errorf("set event sequence: %w", err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if err := addPendingCount(meta, w.pendingDelta); err != nil {
+		return err
+	}
+	if journaled {
+		if err := meta.Put([]byte(metaJournalApplied), u64key(w.seq)); err != nil {
+			return fmt.Errorf("put journal sequence: %w", err)
+		}
+	}
+	if err := w.s.nonces.flush(tx); err != nil {
+		return err
+	}
+	return w.stats.flush(b.stats)
+}
+
+func (w *writerState) applyAll(tx *bolt.Tx) error {
+	var b buckets
+	w.setup(tx, &b)
 	cursor := b.events.Sequence()
-	startCursor := cursor
 	w.now = w.s.now().UnixNano()
 	for i, r := range w.live {
 		r.res, r.err = ApplyResult{}, nil
@@ -399,18 +683,7 @@ func (w *writerState) applyAll(tx *bolt.Tx) error {
 		}
 		cursor = next
 	}
-	if cursor != startCursor {
-		if err := b.events.SetSequence(cursor); err != nil {
-			return fmt.Errorf("set event sequence: %w", err)
-		}
-	}
-	if err := addPendingCount(tx.Bucket(bucketMeta), w.pendingDelta); err != nil {
-		return err
-	}
-	if err := w.s.nonces.flush(tx); err != nil {
-		return err
-	}
-	return w.stats.flush(b.stats)
+	return w.finish(tx, &b, cursor, false)
 }
 
 type buckets struct {
@@ -436,7 +709,7 @@ func (b *buckets) getMessage(key []byte) []byte {
 // the transaction goes on. An error returned means writes may have happened
 // and the batch must be retried without this request.
 func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, error) {
-	if w.checkNonces(r) {
+	if !r.replay && w.checkNonces(r) {
 		return cursor, nil
 	}
 
@@ -472,7 +745,9 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 		return cursor, err
 	}
 
-	if err := b.events.Put(u64key(cursor), r.evBytes); err != nil {
+	// The value must outlive the request (pooled, its buffer reused once
+	// its caller is answered): the journaled transaction commits later.
+	if err := b.events.Put(u64key(cursor), bytes.Clone(r.evBytes)); err != nil {
 		return cursor, fmt.Errorf("put event: %w", err)
 	}
 	w.buf = encodeMessage(w.buf[:0], m, idx)
