@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -105,8 +106,28 @@ func openJournal(dbPath string, noSync bool) (*journal, error) {
 			_ = f.Close()
 			return nil, err
 		}
+		// A new file's name must survive a power loss with its records.
+		if err := syncDir(filepath.Dir(path), noSync); err != nil {
+			_ = f.Close()
+			return nil, err
+		}
 	}
 	return j, nil
+}
+
+func syncDir(dir string, noSync bool) error {
+	if noSync {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open data dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync data dir %s: %w", dir, err)
+	}
+	return nil
 }
 
 func (j *journal) sync() error {

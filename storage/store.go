@@ -84,6 +84,11 @@ type Options struct {
 	// MaxNonces caps the unexpired nonces remembered (see nonce.go); 0
 	// means DefaultMaxNonces. At the cap new nonces get ErrNonceCapacity.
 	MaxNonces int
+
+	// holdJournal keeps the journaled transaction open until another kind
+	// of write or Close (no idle or age commits): tests use it to catch the
+	// state a crash leaves.
+	holdJournal bool
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
@@ -218,7 +223,11 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.pool.New = func() any { return &request{done: make(chan struct{}, 1)} }
 	s.appliedCh = make(chan struct{})
-	s.w = &writerState{s: s, batch: make([]*request, 0, maxBatch), stats: statsCache{now: s.now}}
+	s.w = &writerState{s: s, batch: make([]*request, 0, maxBatch), stats: statsCache{now: s.now},
+		idleCommit: journalIdle, maxAge: journalMaxAge}
+	if opts.holdJournal {
+		s.w.idleCommit, s.w.maxAge = time.Hour, time.Hour
+	}
 	if err := s.openJournal(opts.NoSync); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)

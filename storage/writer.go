@@ -274,7 +274,7 @@ func (s *Store) writer() {
 		if w.tx != nil {
 			// Commit when no request comes for journalIdle, or the
 			// transaction reaches journalMaxAge.
-			wait := min(journalIdle, max(journalMaxAge-time.Since(w.txStart), 0))
+			wait := min(w.idleCommit, max(w.maxAge-time.Since(w.txStart), 0))
 			idle.Reset(wait)
 			select {
 			case r, ok := <-s.reqs:
@@ -333,7 +333,7 @@ func (s *Store) writer() {
 			r.done <- struct{}{}
 		}
 		clear(w.batch)
-		if w.tx != nil && (w.txEvents >= journalMaxEvents || time.Since(w.txStart) >= journalMaxAge) {
+		if w.tx != nil && (w.txEvents >= journalMaxEvents || time.Since(w.txStart) >= w.maxAge) {
 			_ = w.commitTx()
 		}
 	}
@@ -381,6 +381,9 @@ type writerState struct {
 	records [][]byte
 	entries []journalEntry
 	replay  request
+	// idleCommit and maxAge are journalIdle and journalMaxAge (see
+	// Options.holdJournal).
+	idleCommit, maxAge time.Duration
 	// broken is the error of the last failed commit of journaled batches:
 	// until one succeeds, new events are refused.
 	broken error

@@ -1,0 +1,191 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func journalEntries(n int, tag string) []journalEntry {
+	var out []journalEntry
+	for i := range n {
+		e := ev(fmt.Sprintf("%s-%d", tag, i), StatusQueued, 0)
+		out = append(out, journalEntry{
+			evBytes: encodeEvent(nil, &e, []string{"MessageUUID", "Status"}),
+			hash:    uint64(i + 1),
+			nonces:  []Nonce{{Value: fmt.Sprintf("%020d", i), ExpiresAt: time.Unix(1_800_000_000, 0), Sum: 7}},
+		})
+	}
+	return out
+}
+
+// What Open reads back: the records following the applied sequence, up to
+// a torn record, a stale one left behind a restart from offset 0, or a
+// journal that does not continue the database.
+func TestReadJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dlr.db")
+	j, err := openJournal(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if fi, _ := os.Stat(journalPath(path)); fi.Size() != journalPrealloc || fi.Mode().Perm() != 0o600 {
+		t.Errorf("journal file %d bytes mode %o, want %d bytes 0600", fi.Size(), fi.Mode().Perm(), journalPrealloc)
+	}
+	var offsets []int64
+	for seq := uint64(1); seq <= 3; seq++ {
+		offsets = append(offsets, j.off)
+		rec, err := j.append(seq, journalEntries(int(seq)+1, fmt.Sprint("r", seq)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, err := decodeJournalBatch(rec)
+		if err != nil || len(entries) != int(seq)+1 || entries[0].nonces[0].Sum != 7 {
+			t.Fatalf("record %d read back as %d entries, %v", seq, len(entries), err)
+		}
+	}
+	read := func(applied uint64) (int, uint64, bool) {
+		t.Helper()
+		recs, last, gap, err := readJournal(j.f, applied)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs), last, gap
+	}
+	if n, last, gap := read(0); n != 3 || last != 3 || gap {
+		t.Errorf("read after 0: %d records up to %d (gap %v), want 3 up to 3", n, last, gap)
+	}
+	// Records continuing the database start at offset 0 (the journal
+	// restarts there at each commit): older ones first mean nothing to apply.
+	if n, last, gap := read(2); n != 0 || last != 2 || gap {
+		t.Errorf("read after 2: %d records up to %d (gap %v), want none", n, last, gap)
+	}
+	if n, last, gap := read(3); n != 0 || last != 3 || gap {
+		t.Errorf("read after 3: %d records up to %d (gap %v), want none", n, last, gap)
+	}
+	// A torn last record (one byte of it changed) ends the journal.
+	if _, err := j.f.WriteAt([]byte{0xff}, offsets[2]+20); err != nil {
+		t.Fatal(err)
+	}
+	if n, last, _ := read(0); n != 2 || last != 2 {
+		t.Errorf("read with a torn third record: %d records up to %d, want 2 up to 2", n, last)
+	}
+	// After a commit the journal starts over at offset 0: the newer, shorter
+	// record is read, the older ones behind it are not.
+	j.reset()
+	if _, err := j.append(4, journalEntries(1, "r4")); err != nil {
+		t.Fatal(err)
+	}
+	if n, last, _ := read(3); n != 1 || last != 4 {
+		t.Errorf("read after the restart: %d records up to %d, want 1 up to 4", n, last)
+	}
+	// A database that is older than the journal (a restored backup).
+	if n, _, gap := read(1); n != 0 || !gap {
+		t.Errorf("journal beyond the database: %d records, gap %v; want none and a gap", n, gap)
+	}
+	// Cleared at Close: nothing to read.
+	if err := j.clear(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, gap := read(3); n != 0 || gap {
+		t.Errorf("cleared journal: %d records, gap %v", n, gap)
+	}
+}
+
+// The state a SIGKILL leaves (the database file as committed, the journal
+// holding acknowledged batches of the open transaction), copied while the
+// writer holds the transaction open: Open applies the journal, and every
+// acknowledged event is there with the cursor it was acknowledged with, its
+// nonce still refused.
+func TestJournalAppliedAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dlr.db")
+	image := filepath.Join(dir, "image.db")
+	var batches atomic.Int32
+	var copyErr error
+	const copyAt = 6
+	s, err := Open(path, Options{NoSync: true, holdJournal: true, BeforeCommit: func() {
+		if batches.Add(1) == copyAt {
+			// The writer is here, between batches: neither file changes.
+			copyErr = errors.Join(copyTestFile(path, image), copyTestFile(journalPath(path), journalPath(image)))
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	type ack struct {
+		uuid   string
+		cursor uint64
+	}
+	var acked []ack
+	for i := range copyAt {
+		uuid := fmt.Sprintf("00000000-0000-1000-8000-%012d", i)
+		res := mustApply(t, s, ev(uuid, StatusQueued, 0), Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: 1})
+		if i < copyAt-1 {
+			acked = append(acked, ack{uuid, res.Cursor})
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if copyErr != nil {
+		t.Fatal(copyErr)
+	}
+
+	s2, err := Open(image, Options{})
+	if err != nil {
+		t.Fatalf("open the crash image: %v", err)
+	}
+	defer s2.Close()
+	replayed, gap := s2.JournalReplayed()
+	t.Logf("acknowledged %d events before the copy; %d applied from the journal", len(acked), replayed)
+	if replayed != len(acked) || gap {
+		t.Errorf("journal applied %d events (gap %v): the copy caught no open transaction", replayed, gap)
+	}
+	var cursors []uint64
+	for _, a := range acked {
+		_, events := mustGet(t, s2, a.uuid)
+		if len(events) != 1 || events[0].Cursor != a.cursor {
+			t.Errorf("%s: events %+v, want one at cursor %d", a.uuid, events, a.cursor)
+		}
+		cursors = append(cursors, a.cursor)
+	}
+	if last, _ := s2.LastCursor(); last != slices.Max(cursors) {
+		t.Errorf("last cursor %d, want %d", last, slices.Max(cursors))
+	}
+	_, err = s2.Apply(context.Background(), ev("00000000-0000-1000-8000-999999999999", StatusQueued, 0),
+		Nonce{Value: fmt.Sprintf("%020d", 0), ExpiresAt: exp, Sum: 2})
+	if !errors.Is(err, ErrReplayed) {
+		t.Errorf("nonce of a journaled event used again: %v, want ErrReplayed", err)
+	}
+	// Committed now: a second open has nothing to apply.
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s3, err := Open(image, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if n, _ := s3.JournalReplayed(); n != 0 {
+		t.Errorf("second open applied %d events again", n)
+	}
+	if last, _ := s3.LastCursor(); last != slices.Max(cursors) {
+		t.Errorf("after a second open: last cursor %d, want %d", last, slices.Max(cursors))
+	}
+}
+
+func copyTestFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
