@@ -47,13 +47,18 @@ func WriteFileAtomic(path string, write func(io.Writer) error, verify func(tmp s
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
 	// The rename is durable only once the directory entry is.
-	d, err := os.Open(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs a directory, making the names created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("open directory of %s: %w", path, err)
+		return fmt.Errorf("open directory %s: %w", dir, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory of %s: %w", path, err)
+		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
 }

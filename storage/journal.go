@@ -107,7 +107,7 @@ func openJournal(dbPath string, noSync bool) (*journal, error) {
 			return nil, err
 		}
 		// A new file's name must survive a power loss with its records.
-		if err := syncDir(filepath.Dir(path), noSync); err != nil {
+		if err := j.syncName(); err != nil {
 			_ = f.Close()
 			return nil, err
 		}
@@ -115,19 +115,11 @@ func openJournal(dbPath string, noSync bool) (*journal, error) {
 	return j, nil
 }
 
-func syncDir(dir string, noSync bool) error {
-	if noSync {
+func (j *journal) syncName() error {
+	if j.noSync {
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open data dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync data dir %s: %w", dir, err)
-	}
-	return nil
+	return syncDir(filepath.Dir(j.path))
 }
 
 func (j *journal) sync() error {
