@@ -61,9 +61,10 @@ type Options struct {
 	// by default, so Open reads it instead of rebuilding it. Off by default:
 	// see Open.
 	SyncFreelist bool
-	// OnCommit, if set, is called by the writer after each successful
-	// commit with its duration (apply, commit and fsync) and the number of
-	// requests it held: an observer of the writer's timing, for metrics,
+	// OnCommit, if set, is called by the writer after each batch made
+	// durable with its duration (apply and journal write with its
+	// fdatasync, or apply and bbolt commit for a batch holding other
+	// writes) and the number of requests it held: an observer of the writer's timing, for metrics,
 	// that runs on the writer goroutine and must only record the numbers.
 	// What a commit stored goes to the consumer of Store.Applied instead.
 	//
