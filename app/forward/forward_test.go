@@ -229,6 +229,13 @@ func TestWebhookDeliversEverythingSignedInOrder(t *testing.T) {
 	more := storeMessages(t, st, 5, time.Time{})
 	want := 3 * (len(uuids) + len(more))
 	testsupport.WaitFor(t, 10*time.Second, "every event delivered", func() bool { return rcv.distinct() == want })
+	// The receiver counts a delivery before the runner reads its answer:
+	// wait for the runner to confirm them all (an attempt still in flight
+	// at Stop is cancelled and delivered again later, at least once).
+	testsupport.WaitFor(t, 10*time.Second, "every delivery confirmed", func() bool {
+		sts, err := m.Status()
+		return err == nil && len(sts) == 1 && sts[0].DeliveredCursor == uint64(want)
+	})
 	m.Stop()
 	if rcv.badSig.Load() != 0 {
 		t.Fatalf("%d deliveries failed signature verification", rcv.badSig.Load())
