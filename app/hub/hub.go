@@ -104,6 +104,11 @@ type pendingEvent struct {
 
 // channel is one ring of frames with its readers' wake-up.
 type channel struct {
+	// mu guards ring, head and wake. It is the ring's own lock, not the
+	// hub's: when a batch is published every subscriber reads the ring at
+	// once, and Notify, which runs on the storage writer's goroutine, must
+	// not queue behind 500 of them. Readers share it.
+	mu   sync.RWMutex
 	ring []Frame
 	head uint64        // frames ever appended; the next goes to ring[head%len]
 	wake chan struct{} // closed and replaced on every append
@@ -113,8 +118,10 @@ type channel struct {
 	subscribers atomic.Int64
 }
 
-// append adds frames and wakes the readers once. The hub's lock is held.
+// append adds frames and wakes the readers once.
 func (c *channel) append(frames ...Frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, f := range frames {
 		c.ring[c.head%uint64(len(c.ring))] = f
 		c.head++
@@ -129,6 +136,7 @@ type Hub struct {
 	log     *slog.Logger
 	clients prometheus.Gauge
 
+	// mu guards pending, gap and closed; each channel has its own lock.
 	mu      sync.Mutex
 	pending []pendingEvent
 	// gap is set when pending overflowed: subscribers must resync.
@@ -214,9 +222,7 @@ func (h *Hub) encoder() {
 		}
 		clear(latest)
 		order = order[:0]
-		h.mu.Lock()
 		h.latest.append(Frame{Cursor: upTo, Wire: wire})
-		h.mu.Unlock()
 	}
 	for {
 		select {
@@ -246,9 +252,7 @@ func (h *Hub) encoder() {
 				}
 				frames = append(frames, Frame{Cursor: batch[i].cursor, Wire: wire})
 			}
-			h.mu.Lock()
 			h.exact.append(frames...)
-			h.mu.Unlock()
 			clear(frames)
 		}
 		if h.latest.subscribers.Load() > 0 {
@@ -293,12 +297,12 @@ func (h *Hub) Resync() {
 // resync makes every subscriber fall behind its ring, so each is dropped
 // and resumes from the database: queued events were discarded.
 func (h *Hub) resync() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	for _, c := range []*channel{&h.exact, &h.latest} {
+		c.mu.Lock()
 		c.head += uint64(len(c.ring)) + 1
 		close(c.wake)
 		c.wake = make(chan struct{})
+		c.mu.Unlock()
 	}
 	h.log.Warn("stream encoder fell behind; subscribers resume from the database")
 }
@@ -346,7 +350,10 @@ func (h *Hub) Subscribe(mode Mode) (*Subscription, error) {
 	if h.clients != nil {
 		h.clients.Inc()
 	}
-	return &Subscription{hub: h, ch: c, pos: c.head}, nil
+	c.mu.RLock()
+	pos := c.head
+	c.mu.RUnlock()
+	return &Subscription{hub: h, ch: c, pos: pos}, nil
 }
 
 // Close makes every subscriber end its stream (their writers send a
@@ -390,9 +397,9 @@ type Subscription struct {
 // on when nothing was pending) and whether the subscriber fell so far
 // behind that frames were overwritten: it must then be dropped.
 func (s *Subscription) Next(dst []Frame, max int) (frames []Frame, wake <-chan struct{}, lagged bool) {
-	h, c := s.hub, s.ch
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	c := s.ch
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if c.head-s.pos > uint64(len(c.ring)) {
 		return dst, c.wake, true
 	}
