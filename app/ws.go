@@ -23,8 +23,9 @@ const (
 	wsPingPeriod = 30 * time.Second
 	wsPongWait   = 75 * time.Second
 	// wsFlushInterval is the shortest time between two writes to one
-	// client. Under load a client gets one batch per interval instead of
-	// one write per event, which keeps 500 clients cheap.
+	// exact client. Under load a client gets one batch per interval instead
+	// of one write per event, which keeps 500 clients cheap. (Latest
+	// clients are paced by the hub instead.)
 	wsFlushInterval = 25 * time.Millisecond
 	// wsBatchFrames bounds the frames written in one go.
 	wsBatchFrames = 512
@@ -290,7 +291,13 @@ func (st *stream) run(since int64, readerDone <-chan struct{}) (string, int) {
 					return "", 0
 				}
 			}
-			// Let more frames gather before the next write (see wsFlushInterval).
+			// Let more frames gather before the next write (see
+			// wsFlushInterval). Latest batches are already paced by the
+			// hub (hub.LatestInterval apart): a pause would only cost each
+			// dashboard another timer and wake-up per batch.
+			if st.mode == hub.Latest {
+				continue
+			}
 			pause.Reset(wsFlushInterval)
 			select {
 			case <-pause.C:
