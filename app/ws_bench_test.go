@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,7 +84,18 @@ func wsBenchIngest(b *testing.B, d *dashServer, senders, total int, run string, 
 // the clients. Each iteration ingests 3000 callbacks per phase. The clients
 // are dashboards (stream=latest: a bearer token without ?since, coalesced
 // like a browser session's stream) or API clients asking for the exact
-// stream (stream=exact: ?since= with a bearer token); run e.g.
+// stream (stream=exact: ?since= with a bearer token).
+//
+// The clients share the two cores with the server, which remote ones would
+// not, so they are kept cheap: 10 are sampled (they time their frames,
+// scanning a few fields), and the 490 others drain their sockets without
+// reading the bytes out. The 490 offer permessage-deflate like a browser;
+// the sampled ones do not, as inflating every message of 10 clients would
+// cost the shared CPU more than compression saves the server.
+// BENCH_WS_DEFLATE=off makes no client offer it, =all every client.
+// Besides the rates, the process's CPU time per callback in each phase is
+// reported: it depends much less than the rates on what else the machine
+// runs. Run e.g.
 //
 //	go test -run '^$' -bench BenchmarkWSFanout -benchtime 5x ./app
 func BenchmarkWSFanout(b *testing.B) {
@@ -110,10 +122,16 @@ func benchWSFanout(b *testing.B, exact bool) {
 	d := startDashServer(b, nil)
 	total := perPhase * b.N
 
+	// A sampled client notes when each (message, status) arrived; the map
+	// is built after the phases, so they pay for appends only.
+	type arrival struct {
+		key string // message_uuid/status
+		at  time.Time
+	}
 	type recv struct {
-		mu   sync.Mutex
-		at   map[string]time.Time
-		last atomic.Uint64
+		mu       sync.Mutex
+		arrivals []arrival
+		last     atomic.Uint64
 	}
 	recvs := make([]*recv, sampled)
 	conns := make([]*websocket.Conn, clients)
@@ -132,15 +150,25 @@ func benchWSFanout(b *testing.B, exact bool) {
 		}
 		wsURL += "?since=" + strconv.FormatUint(last, 10)
 	}
+	// The load clients offer permessage-deflate, as browsers do; the
+	// sampled ones do not, so timing them costs no inflating (see
+	// BenchmarkWSFanout).
+	deflate := os.Getenv("BENCH_WS_DEFLATE")
 	for i := range clients {
-		conn, _, err := dialer.Dial(wsURL, http.Header{"Authorization": {"Bearer " + dashAPIToken}})
+		dl := *dialer
+		dl.EnableCompression = deflate == "all" || (deflate != "off" && i >= sampled)
+		if i < sampled {
+			// A batch in one or two reads, not 4 KiB at a time.
+			dl.ReadBufferSize = 64 << 10
+		}
+		conn, _, err := dl.Dial(wsURL, http.Header{"Authorization": {"Bearer " + dashAPIToken}})
 		if err != nil {
 			b.Fatalf("dial client %d: %v", i, err)
 		}
 		conns[i] = conn
 		var r *recv
 		if i < sampled {
-			r = &recv{at: map[string]time.Time{}}
+			r = &recv{arrivals: make([]arrival, 0, rounds*total)}
 			recvs[i] = r
 		}
 		wg.Add(1)
@@ -148,21 +176,23 @@ func benchWSFanout(b *testing.B, exact bool) {
 		go func() {
 			defer wg.Done()
 			if r == nil {
-				// A load sink: read the raw bytes in large chunks without
-				// parsing frames, so the benchmark's own clients take as
-				// little of the shared CPU as possible.
-				buf := make([]byte, 64<<10)
-				for {
-					if _, err := conn.NetConn().Read(buf); err != nil {
-						return
-					}
-				}
+				// A load sink: drain the socket without parsing frames, so
+				// the benchmark's own clients take as little of the shared
+				// CPU as possible.
+				wsBenchSink(conn.NetConn())
+				return
 			}
+			var msg bytes.Buffer // reused: no allocation per message
 			for {
-				_, data, err := conn.ReadMessage()
+				_, rd, err := conn.NextReader()
 				if err != nil {
 					return
 				}
+				msg.Reset()
+				if _, err := msg.ReadFrom(rd); err != nil {
+					return
+				}
+				data := msg.Bytes()
 				frames.Add(1)
 				// Only the few fields timed, scanned rather than decoded:
 				// the benchmark's own clients share the two cores with the
@@ -176,7 +206,7 @@ func benchWSFanout(b *testing.B, exact bool) {
 				now := time.Now()
 				if f.Type == hub.FrameStatusUpdate {
 					r.mu.Lock()
-					r.at[f.Message.MessageUUID+"/"+f.Message.Status] = now
+					r.arrivals = append(r.arrivals, arrival{f.Message.MessageUUID + "/" + f.Message.Status, now})
 					r.mu.Unlock()
 				}
 				r.last.Store(max(r.last.Load(), f.Cursor))
@@ -187,17 +217,27 @@ func benchWSFanout(b *testing.B, exact bool) {
 
 	var ack sync.Map
 	b.ResetTimer()
-	var without, with, ratios []float64
+	var without, with, ratios, cpuWithout, cpuWith []float64
+	// The process's CPU time per callback in each phase (server, senders
+	// and clients alike): the rates follow the load of whatever else runs
+	// on the machine, the CPU a phase costs much less so.
+	phase := func(d *dashServer, run string, ack *sync.Map, rates, cpu *[]float64) float64 {
+		c0 := processCPU(b)
+		rate := wsBenchIngest(b, d, senders, total, run, ack)
+		*rates = append(*rates, rate)
+		*cpu = append(*cpu, float64((processCPU(b)-c0).Microseconds())/float64(total))
+		return rate
+	}
 	for r := range rounds {
 		var wo, wi float64
 		if r%2 == 0 {
-			wo = wsBenchIngest(b, bare, senders, total, "a0000000", nil)
-			wi = wsBenchIngest(b, d, senders, total, "b0000000", &ack)
+			wo = phase(bare, "a0000000", nil, &without, &cpuWithout)
+			wi = phase(d, "b0000000", &ack, &with, &cpuWith)
 		} else {
-			wi = wsBenchIngest(b, d, senders, total, "b0000000", &ack)
-			wo = wsBenchIngest(b, bare, senders, total, "a0000000", nil)
+			wi = phase(d, "b0000000", &ack, &with, &cpuWith)
+			wo = phase(bare, "a0000000", nil, &without, &cpuWithout)
 		}
-		without, with, ratios = append(without, wo), append(with, wi), append(ratios, wi/wo)
+		ratios = append(ratios, wi/wo)
 	}
 	b.StopTimer()
 	final := uint64(rounds * total)
@@ -213,13 +253,19 @@ func benchWSFanout(b *testing.B, exact bool) {
 		b.Errorf("clients still connected: got %d, want %d (some were dropped as too slow)", n, clients)
 	}
 
+	ats := make([]map[string]time.Time, sampled)
+	for i, r := range recvs {
+		r.mu.Lock()
+		ats[i] = make(map[string]time.Time, len(r.arrivals))
+		for _, a := range r.arrivals {
+			ats[i][a.key] = a.at
+		}
+		r.mu.Unlock()
+	}
 	var delays []time.Duration
 	ack.Range(func(k, v any) bool {
-		for _, r := range recvs {
-			r.mu.Lock()
-			at, ok := r.at[k.(string)]
-			r.mu.Unlock()
-			if ok {
+		for _, at := range ats {
+			if at, ok := at[k.(string)]; ok {
 				// The frame is published before the 200 is written, so it
 				// can arrive first: that is no delay.
 				delays = append(delays, max(at.Sub(v.(time.Time)), 0))
@@ -243,9 +289,52 @@ func benchWSFanout(b *testing.B, exact bool) {
 	b.ReportMetric(median(without), "ingest/s-no-clients")
 	b.ReportMetric(median(with), "ingest/s-500-clients")
 	b.ReportMetric(median(ratios), "ingest-ratio")
+	b.ReportMetric(median(cpuWithout), "cpu-us/callback-no-clients")
+	b.ReportMetric(median(cpuWith), "cpu-us/callback-500-clients")
 	b.ReportMetric(float64(delays[len(delays)/2])/1e6, "frame-p50-ms")
 	b.ReportMetric(float64(delays[len(delays)*99/100])/1e6, "frame-p99-ms")
 	b.ReportMetric(float64(frames.Load())/float64(sampled), "frames/sampled-client")
+}
+
+// wsBenchSink reads and discards what arrives on c until it fails. On
+// Linux the bytes are dropped in the kernel (MSG_TRUNC on a TCP socket)
+// instead of copied out: a remote dashboard's reading costs the server
+// nothing, and here it shares the two cores with it.
+func wsBenchSink(c net.Conn) {
+	buf := make([]byte, 1<<20) // the kernel discards up to this much per call
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	for {
+		var n int
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_TRUNC)
+			return rerr != syscall.EAGAIN
+		})
+		if err != nil || rerr != nil || n == 0 {
+			return
+		}
+	}
+}
+
+// processCPU returns the CPU time (user and system) the process has used.
+func processCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // scanFrame reads type, cursor, message_uuid and status from a stream

@@ -12,9 +12,10 @@
 //     shared batch: the latest state of each message that changed, one
 //     frame per message, in ascending order of the message's newest
 //     cursor. A burst of events thus costs each dashboard one write per
-//     interval, and the batch is encoded once for all of them. Resuming
-//     from the highest cursor received misses nothing: every event at or
-//     below it is reflected in a frame already sent.
+//     interval, and the batch is encoded once for all of them (and
+//     compressed once for those that negotiated permessage-deflate).
+//     Resuming from the highest cursor received misses nothing: every
+//     event at or below it is reflected in a frame already sent.
 //
 // Notify runs on the storage writer's goroutine, before callbacks are
 // answered: it only queues the event. Encoding happens on the hub's own
@@ -22,7 +23,9 @@
 package hub
 
 import (
+	"bytes"
 	"cmp"
+	"compress/flate"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -78,12 +81,18 @@ const (
 )
 
 // Frame is encoded stream data shared read-only by every subscriber: Wire
-// must not be modified. For an exact subscriber it is one event's frame
-// (Cursor is the event's); for a latest subscriber it is a batch of
-// frames covering every event up to Cursor.
+// and Deflated must not be modified. For an exact subscriber it is one
+// event's frame (Cursor is the event's); for a latest subscriber it is a
+// batch of frames covering every event up to Cursor.
 type Frame struct {
 	Cursor uint64
 	Wire   []byte
+	// Deflated, in a latest batch, holds the same messages as Wire, each
+	// compressed on its own (permessage-deflate without context takeover,
+	// RFC 7692), for subscribers that negotiated it. It is nil when no
+	// such subscriber was connected; they then get Wire, as uncompressed
+	// messages are always allowed.
+	Deflated []byte
 }
 
 // Mode says which stream a subscriber gets.
@@ -97,6 +106,21 @@ const (
 	Exact
 )
 
+// Encoding says how a subscriber's connection can take messages.
+type Encoding int
+
+// Subscriber encodings.
+const (
+	// Plain: uncompressed messages.
+	Plain Encoding = iota
+	// Deflate: the connection negotiated permessage-deflate without
+	// context takeover. Latest batches then come compressed (Frame's
+	// Deflated), once for all such subscribers: it about halves the bytes
+	// each dashboard costs the server to send. The exact stream stays
+	// plain.
+	Deflate
+)
+
 type pendingEvent struct {
 	cursor uint64
 	msg    storage.Message
@@ -104,6 +128,11 @@ type pendingEvent struct {
 
 // channel is one ring of frames with its readers' wake-up.
 type channel struct {
+	// mu guards ring, head and wake. It is the ring's own lock, not the
+	// hub's: when a batch is published every subscriber reads the ring at
+	// once, and Notify, which runs on the storage writer's goroutine, must
+	// not queue behind 500 of them. Readers share it.
+	mu   sync.RWMutex
 	ring []Frame
 	head uint64        // frames ever appended; the next goes to ring[head%len]
 	wake chan struct{} // closed and replaced on every append
@@ -111,10 +140,16 @@ type channel struct {
 	// work nobody would read (a subscriber that joins meanwhile replays the
 	// event from the database, which already holds it).
 	subscribers atomic.Int64
+	// deflaters counts the subscribers that take Deflated batches; without
+	// them batches are not compressed. One that joins while a batch is
+	// being encoded may get that batch plain.
+	deflaters atomic.Int64
 }
 
-// append adds frames and wakes the readers once. The hub's lock is held.
+// append adds frames and wakes the readers once.
 func (c *channel) append(frames ...Frame) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, f := range frames {
 		c.ring[c.head%uint64(len(c.ring))] = f
 		c.head++
@@ -129,6 +164,7 @@ type Hub struct {
 	log     *slog.Logger
 	clients prometheus.Gauge
 
+	// mu guards pending, gap and closed; each channel has its own lock.
 	mu      sync.Mutex
 	pending []pendingEvent
 	// gap is set when pending overflowed: subscribers must resync.
@@ -197,26 +233,33 @@ func (h *Hub) encoder() {
 		timerOn   bool
 	)
 	timer.Stop()
+	var def deflater
 	flush := func() {
 		lastFlush = time.Now()
 		if len(order) == 0 {
 			return
 		}
 		slices.SortFunc(order, func(a, b pendingEvent) int { return cmp.Compare(a.cursor, b.cursor) })
-		var wire []byte
+		compress := h.latest.deflaters.Load() > 0
+		var wire, deflated []byte
 		for i := range order {
-			f, err := EncodeFrame(StreamFrame{Type: FrameStatusUpdate, Cursor: order[i].cursor, Message: &order[i].msg})
+			payload, err := json.Marshal(StreamFrame{Type: FrameStatusUpdate, Cursor: order[i].cursor, Message: &order[i].msg})
 			if err != nil {
 				h.log.Error("encode stream frame", "message_uuid", order[i].msg.MessageUUID, "err", err)
 				continue
 			}
-			wire = append(wire, f...)
+			wire = appendWSFrame(wire, opText, payload)
+			if compress {
+				if deflated, err = def.appendFrame(deflated, payload); err != nil {
+					// Not expected (it writes to memory); they get Wire.
+					h.log.Error("compress stream frame", "err", err)
+					compress, deflated = false, nil
+				}
+			}
 		}
 		clear(latest)
 		order = order[:0]
-		h.mu.Lock()
-		h.latest.append(Frame{Cursor: upTo, Wire: wire})
-		h.mu.Unlock()
+		h.latest.append(Frame{Cursor: upTo, Wire: wire, Deflated: deflated})
 	}
 	for {
 		select {
@@ -246,9 +289,7 @@ func (h *Hub) encoder() {
 				}
 				frames = append(frames, Frame{Cursor: batch[i].cursor, Wire: wire})
 			}
-			h.mu.Lock()
 			h.exact.append(frames...)
-			h.mu.Unlock()
 			clear(frames)
 		}
 		if h.latest.subscribers.Load() > 0 {
@@ -293,12 +334,12 @@ func (h *Hub) Resync() {
 // resync makes every subscriber fall behind its ring, so each is dropped
 // and resumes from the database: queued events were discarded.
 func (h *Hub) resync() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	for _, c := range []*channel{&h.exact, &h.latest} {
+		c.mu.Lock()
 		c.head += uint64(len(c.ring)) + 1
 		close(c.wake)
 		c.wake = make(chan struct{})
+		c.mu.Unlock()
 	}
 	h.log.Warn("stream encoder fell behind; subscribers resume from the database")
 }
@@ -310,12 +351,20 @@ func EncodeFrame(f StreamFrame) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal frame: %w", err)
 	}
-	return appendWSFrame(make([]byte, 0, len(payload)+10), 0x1, payload), nil
+	return appendWSFrame(make([]byte, 0, len(payload)+10), opText, payload), nil
 }
 
-// appendWSFrame appends a final, unmasked frame with the given opcode.
-func appendWSFrame(b []byte, opcode byte, payload []byte) []byte {
-	b = append(b, 0x80|opcode)
+// WebSocket frame header bits (RFC 6455 §5.2, RFC 7692 §6).
+const (
+	opText = 0x1
+	// rsv1 marks a message compressed with permessage-deflate.
+	rsv1 = 0x40
+)
+
+// appendWSFrame appends a final, unmasked frame; op is the opcode, with
+// rsv1 for a compressed message.
+func appendWSFrame(b []byte, op byte, payload []byte) []byte {
+	b = append(b, 0x80|op)
 	switch n := len(payload); {
 	case n < 126:
 		b = append(b, byte(n))
@@ -330,8 +379,9 @@ func appendWSFrame(b []byte, opcode byte, payload []byte) []byte {
 }
 
 // Subscribe registers a subscriber of the given mode that sees every frame
-// published from now on. The caller must call Close on it.
-func (h *Hub) Subscribe(mode Mode) (*Subscription, error) {
+// published from now on; enc says whether its connection takes compressed
+// messages. The caller must call Close on it.
+func (h *Hub) Subscribe(mode Mode, enc Encoding) (*Subscription, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -343,10 +393,17 @@ func (h *Hub) Subscribe(mode Mode) (*Subscription, error) {
 	}
 	h.conns.Add(1)
 	c.subscribers.Add(1)
+	deflate := enc == Deflate && mode == Latest
+	if deflate {
+		c.deflaters.Add(1)
+	}
 	if h.clients != nil {
 		h.clients.Inc()
 	}
-	return &Subscription{hub: h, ch: c, pos: c.head}, nil
+	c.mu.RLock()
+	pos := c.head
+	c.mu.RUnlock()
+	return &Subscription{hub: h, ch: c, pos: pos, deflate: deflate}, nil
 }
 
 // Close makes every subscriber end its stream (their writers send a
@@ -379,20 +436,25 @@ func (h *Hub) Clients() int { return int(h.exact.subscribers.Load() + h.latest.s
 
 // Subscription is one subscriber's read position in its ring.
 type Subscription struct {
-	hub    *Hub
-	ch     *channel
-	pos    uint64
-	closed bool
+	hub     *Hub
+	ch      *channel
+	pos     uint64
+	deflate bool
+	closed  bool
 }
+
+// Deflate reports whether the subscriber takes a Frame's Deflated bytes
+// when it has them.
+func (s *Subscription) Deflate() bool { return s.deflate }
 
 // Next appends to dst the frames published since the last call, at most
 // max of them. It also returns a channel closed on the next publish (to wait
 // on when nothing was pending) and whether the subscriber fell so far
 // behind that frames were overwritten: it must then be dropped.
 func (s *Subscription) Next(dst []Frame, max int) (frames []Frame, wake <-chan struct{}, lagged bool) {
-	h, c := s.hub, s.ch
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	c := s.ch
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	if c.head-s.pos > uint64(len(c.ring)) {
 		return dst, c.wake, true
 	}
@@ -410,6 +472,9 @@ func (s *Subscription) Close() {
 	s.closed = true
 	h := s.hub
 	s.ch.subscribers.Add(-1)
+	if s.deflate {
+		s.ch.deflaters.Add(-1)
+	}
 	if h.clients != nil {
 		h.clients.Dec()
 	}
@@ -418,3 +483,43 @@ func (s *Subscription) Close() {
 
 // Closing is closed when the hub shuts down.
 func (s *Subscription) Closing() <-chan struct{} { return s.hub.closing }
+
+// deflater compresses stream messages for permessage-deflate without
+// context takeover: each message on its own, so the bytes are valid on
+// every connection that negotiated it, whatever it was sent before.
+type deflater struct {
+	w   *flate.Writer
+	buf bytes.Buffer
+}
+
+// appendFrame appends payload to b as one compressed text frame, or as a
+// plain one when compressing would not make it smaller.
+func (d *deflater) appendFrame(b, payload []byte) ([]byte, error) {
+	d.buf.Reset()
+	if d.w == nil {
+		w, err := flate.NewWriter(&d.buf, flate.BestSpeed)
+		if err != nil {
+			return b, fmt.Errorf("new flate writer: %w", err)
+		}
+		d.w = w
+	} else {
+		// A fresh window for every message: no context takeover.
+		d.w.Reset(&d.buf)
+	}
+	if _, err := d.w.Write(payload); err != nil {
+		return b, fmt.Errorf("deflate: %w", err)
+	}
+	// A sync flush ends the message on a byte boundary with an empty
+	// stored block, whose 00 00 ff ff the sender removes (RFC 7692 §7.2.1).
+	if err := d.w.Flush(); err != nil {
+		return b, fmt.Errorf("deflate: %w", err)
+	}
+	z, ok := bytes.CutSuffix(d.buf.Bytes(), []byte{0, 0, 0xff, 0xff})
+	if !ok {
+		return b, errors.New("deflate: flush did not end with a sync marker")
+	}
+	if len(z) >= len(payload) {
+		return appendWSFrame(b, opText, payload), nil
+	}
+	return appendWSFrame(b, rsv1|opText, z), nil
+}
