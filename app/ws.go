@@ -187,7 +187,7 @@ func (s *Server) serveStream(conn *websocket.Conn) {
 	// cleared once serveStream returns.
 	fc := conn.Conn
 	readerDone := make(chan struct{})
-	fc.SetReadLimit(4096)
+	fc.SetReadLimit(wsMaxClientMessage)
 	_ = fc.SetReadDeadline(time.Now().Add(wsPongWait))
 	fc.SetPongHandler(func(string) error {
 		return fc.SetReadDeadline(time.Now().Add(wsPongWait))
@@ -205,7 +205,13 @@ func (s *Server) serveStream(conn *websocket.Conn) {
 			if err != nil {
 				return
 			}
-			if _, err := io.Copy(io.Discard, r); err != nil {
+			// The read limit counts compressed bytes: a 4 KiB deflated
+			// message can inflate to megabytes. Clients have nothing to
+			// send; one that sends more than the limit once inflated is
+			// cut off rather than inflated.
+			n, err := io.Copy(io.Discard, io.LimitReader(r, wsMaxClientMessage+1))
+			if err != nil || n > wsMaxClientMessage {
+				_ = st.raw.Close()
 				return
 			}
 		}
@@ -216,6 +222,10 @@ func (s *Server) serveStream(conn *websocket.Conn) {
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 	}
 }
+
+// wsMaxClientMessage bounds what a stream client may send in one message,
+// compressed on the wire and inflated.
+const wsMaxClientMessage = 4096
 
 // underlyingConn unwraps fasthttp's hijack wrapper, whose Close does
 // nothing (fasthttp closes the socket only after the handler returns, which

@@ -197,3 +197,36 @@ func TestWSDeflateSameMessages(t *testing.T) {
 	}
 	t.Logf("%d events → %d latest messages", total, len(want))
 }
+
+// A client's message is bounded once inflated, not only on the wire: a
+// small deflated message of 1 MB of zeros ends the connection instead of
+// being inflated; a small one is read and dropped as before.
+func TestWSInflatedClientMessageBounded(t *testing.T) {
+	d := startDashServer(t, nil)
+	deflating := &websocket.Dialer{EnableCompression: true}
+	small := dialStream(t, d, -1, deflating)
+	bomb := dialStream(t, d, -1, deflating)
+	for _, c := range []*websocket.Conn{small, bomb} {
+		if f := readFrame(t, c); f.Type != hub.FrameReady {
+			t.Fatalf("got %s, want ready", f.Type)
+		}
+		c.EnableWriteCompression(true)
+	}
+	if err := small.WriteMessage(websocket.TextMessage, []byte(`{"hello":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := bomb.WriteMessage(websocket.TextMessage, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	_ = bomb.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := bomb.ReadMessage(); err == nil {
+		t.Error("connection still open after a message that inflates to 1 MB")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Errorf("read timed out: the server kept the connection after a 1 MB inflated message")
+	}
+	// The other client still gets the stream.
+	d.sendCallback(t, "eeeeeeee-0000-4000-8000-000000000001", "delivered", "", 3)
+	if f := readFrame(t, small); f.Type == hub.FrameReady {
+		t.Errorf("small client got %s, want the stored event", f.Type)
+	}
+}
