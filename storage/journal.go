@@ -28,6 +28,11 @@ import (
 // journal's batches that the database does not have yet, in order, through
 // the same code, so every event gets the cursor it was acknowledged with.
 //
+// Committing in the background while further batches are journaled was
+// tried (two journal files, events applied after the commit): on one disk
+// the journal's fdatasync then waits behind the commit's page writes
+// (0.29 ms became 1.6-2.7 ms), so nothing overlapped and it was removed.
+//
 // Readers see only committed transactions; Store.view waits for the commit
 // holding everything acknowledged when the read began (at most about
 // journalMaxAge under load), so an answered callback is always readable.
@@ -228,7 +233,7 @@ func readJournal(f *os.File, applied uint64) (batches [][]byte, last uint64, gap
 }
 
 func decodeJournalBatch(b []byte) ([]journalEntry, error) {
-	r := journalReader{b: b}
+	r := reader{b: b}
 	count := r.uvarint()
 	if count > uint64(len(b)) {
 		return nil, errJournalRecord
@@ -237,70 +242,24 @@ func decodeJournalBatch(b []byte) ([]journalEntry, error) {
 	for range count {
 		var e journalEntry
 		e.evBytes = r.bytes()
-		e.hash = r.u64()
+		e.hash = r.uint64()
 		nn := r.uvarint()
 		if nn > uint64(len(b)) {
 			return nil, errJournalRecord
 		}
 		for range nn {
-			v := string(r.bytes())
+			v := r.string()
 			exp := r.varint()
-			sum := r.u64()
+			sum := r.uint64()
 			e.nonces = append(e.nonces, Nonce{Value: v, ExpiresAt: time.Unix(0, exp), Sum: sum})
 		}
-		if r.bad {
+		if r.err != nil {
 			return nil, errJournalRecord
 		}
 		entries = append(entries, e)
 	}
-	if r.bad || len(r.b) != 0 {
+	if r.err != nil || len(r.b) != 0 {
 		return nil, errJournalRecord
 	}
 	return entries, nil
-}
-
-type journalReader struct {
-	b   []byte
-	bad bool
-}
-
-func (r *journalReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *journalReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *journalReader) u64() uint64 {
-	if len(r.b) < 8 {
-		r.bad, r.b = true, nil
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *journalReader) bytes() []byte {
-	n := r.uvarint()
-	if r.bad || n > uint64(len(r.b)) {
-		r.bad, r.b = true, nil
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
 }
