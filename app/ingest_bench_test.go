@@ -283,69 +283,82 @@ func BenchmarkIngest(b *testing.B) {
 	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}, {"in1", 64}} {
 		clients := tc.clients
 		b.Run(fmt.Sprintf("shape=%s/clients=%d", tc.shape, clients), func(b *testing.B) {
-			total := max(b.N, 3*clients)
-			type server struct {
-				name    string
-				addr    string
-				results []loadResult
-			}
-			var servers []*server
+			var servers []*ingestServer
 			if only == "" || only == "bare" {
-				servers = append(servers, &server{name: "bare", addr: startBareServer(b)})
+				servers = append(servers, &ingestServer{name: "bare", addr: startBareServer(b)})
 			}
 			if only == "" || only == "minimal" {
-				servers = append(servers, &server{name: "minimal", addr: startMinimalServer(b)})
+				servers = append(servers, &ingestServer{name: "minimal", addr: startMinimalServer(b)})
 			}
 			productAddr, _ := startBenchServer(b, nil)
-			product := &server{name: "product", addr: productAddr}
+			product := &ingestServer{name: "product", addr: productAddr}
 			servers = append(servers, product)
-			runID := fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff)
-			b.ResetTimer()
-			for r := range rounds {
-				for i := range servers {
-					sv := servers[(r+i)%len(servers)]
-					if sv == product {
-						benchCommits.reset()
-					}
-					res := runLoadShape(b, sv.addr, clients, total, fmt.Sprintf("%s%s%d", runID, sv.name, r), tc.shape)
-					if res.non200 > 0 {
-						b.Fatalf("%s: %d non-200 answers", sv.name, res.non200)
-					}
-					sv.results = append(sv.results, res)
-				}
-			}
-			b.StopTimer()
-			benchCommits.report(b)
-			medianOf := func(sv *server, f func(loadResult) float64) float64 {
-				v := make([]float64, 0, len(sv.results))
-				for _, r := range sv.results {
-					v = append(v, f(r))
-				}
-				slices.Sort(v)
-				return v[len(v)/2]
-			}
-			rate := func(r loadResult) float64 { return r.perSecond }
-			p99 := func(r loadResult) float64 { return float64(r.p99.Microseconds()) / 1000 }
-			for _, sv := range servers {
-				name := sv.name + "_"
-				if sv == product {
-					name = ""
-				}
-				b.ReportMetric(medianOf(sv, rate), name+"callbacks/s")
-				b.ReportMetric(medianOf(sv, p99), name+"p99_ms")
-				if sv != product {
-					// Ratio per round (the rounds interleave), then the median.
-					ratios := make([]float64, rounds)
-					for r := range rounds {
-						ratios[r] = product.results[r].perSecond / sv.results[r].perSecond
-					}
-					slices.Sort(ratios)
-					b.ReportMetric(ratios[rounds/2], "product/"+sv.name)
-				}
-			}
-			b.ReportMetric(medianOf(product, func(r loadResult) float64 { return float64(r.p50.Microseconds()) / 1000 }), "p50_ms")
+			runIngestRounds(b, tc.shape, clients, rounds, servers, product, true)
 		})
 	}
+}
+
+// ingestServer is one server of an ingestion comparison and what each
+// round measured on it.
+type ingestServer struct {
+	name    string
+	addr    string
+	results []loadResult
+}
+
+// runIngestRounds sends b.N callbacks (at least three per client) to each
+// server per round, the servers in turn, each first in turn, and reports the
+// medians and the per-round ratios of product to each other server.
+// commits adds the in-process store's commit figures.
+func runIngestRounds(b *testing.B, shape string, clients, rounds int, servers []*ingestServer, product *ingestServer, commits bool) {
+	total := max(b.N, 3*clients)
+	runID := fmt.Sprintf("%08x", time.Now().UnixNano()&0xffffffff)
+	b.ResetTimer()
+	for r := range rounds {
+		for i := range servers {
+			sv := servers[(r+i)%len(servers)]
+			if sv == product {
+				benchCommits.reset()
+			}
+			res := runLoadShape(b, sv.addr, clients, total, fmt.Sprintf("%s%s%d", runID, sv.name, r), shape)
+			if res.non200 > 0 {
+				b.Fatalf("%s: %d non-200 answers", sv.name, res.non200)
+			}
+			sv.results = append(sv.results, res)
+		}
+	}
+	b.StopTimer()
+	if commits {
+		benchCommits.report(b)
+	}
+	medianOf := func(sv *ingestServer, f func(loadResult) float64) float64 {
+		v := make([]float64, 0, len(sv.results))
+		for _, r := range sv.results {
+			v = append(v, f(r))
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	rate := func(r loadResult) float64 { return r.perSecond }
+	p99 := func(r loadResult) float64 { return float64(r.p99.Microseconds()) / 1000 }
+	for _, sv := range servers {
+		name := sv.name + "_"
+		if sv == product {
+			name = ""
+		}
+		b.ReportMetric(medianOf(sv, rate), name+"callbacks/s")
+		b.ReportMetric(medianOf(sv, p99), name+"p99_ms")
+		if sv != product {
+			// Ratio per round (the rounds interleave), then the median.
+			ratios := make([]float64, rounds)
+			for r := range rounds {
+				ratios[r] = product.results[r].perSecond / sv.results[r].perSecond
+			}
+			slices.Sort(ratios)
+			b.ReportMetric(ratios[rounds/2], "product/"+sv.name)
+		}
+	}
+	b.ReportMetric(medianOf(product, func(r loadResult) float64 { return float64(r.p50.Microseconds()) / 1000 }), "p50_ms")
 }
 
 // v1Epoch is a fixed start for benchmark UUID timestamps.

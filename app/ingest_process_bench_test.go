@@ -1,0 +1,117 @@
+package app
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// serveForLoadEnv names the server a child process of
+// BenchmarkIngestProcesses runs: bare, minimal or product.
+const serveForLoadEnv = "PLIVO_DLR_SERVE_FOR_LOAD"
+
+// BenchmarkIngestProcesses is BenchmarkIngest with each server in its own
+// process, as a deployment runs (and as issue 12's review measured): the
+// load generator's goroutines, heap and garbage collections are no longer
+// the server's. The three servers are this test binary run again
+// (BenchmarkServeForLoad), all started before the first round; the rounds
+// interleave as in BenchmarkIngest, figures are medians over rounds:
+//
+//	BENCH_ROUNDS=5 go test -run '^$' -bench BenchmarkIngestProcesses -benchtime 15000x ./app
+func BenchmarkIngestProcesses(b *testing.B) {
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("BENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	for _, tc := range []struct {
+		shape   string
+		clients int
+	}{{"v1x3", 64}, {"v1x3", 256}, {"v4x1", 64}} {
+		b.Run(fmt.Sprintf("shape=%s/clients=%d", tc.shape, tc.clients), func(b *testing.B) {
+			var servers []*ingestServer
+			for _, kind := range []string{"bare", "minimal", "product"} {
+				servers = append(servers, &ingestServer{name: kind, addr: startServerProcess(b, kind)})
+			}
+			runIngestRounds(b, tc.shape, tc.clients, rounds, servers, servers[2], false)
+		})
+	}
+}
+
+// startServerProcess runs this test binary as a server of the given kind and
+// returns its address; the server runs until its stdin closes (cleanup).
+func startServerProcess(b *testing.B, kind string) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkServeForLoad$", "-test.benchtime=1x")
+	cmd.Env = append(os.Environ(), serveForLoadEnv+"="+kind)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
+				addr <- a
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			b.Fatalf("%s server process ended without an address", kind)
+		}
+		return a
+	case <-time.After(time.Minute):
+		b.Fatalf("%s server process gave no address within a minute", kind)
+		return ""
+	}
+}
+
+// BenchmarkServeForLoad is the server side of BenchmarkIngestProcesses, run
+// in a child process; run directly, it has nothing to measure.
+func BenchmarkServeForLoad(b *testing.B) {
+	kind := os.Getenv(serveForLoadEnv)
+	var addr string
+	switch kind {
+	case "":
+		b.Skip("the server process of BenchmarkIngestProcesses")
+	case "bare":
+		addr = startBareServer(b)
+	case "minimal":
+		addr = startMinimalServer(b)
+	case "product":
+		TuneGC(os.Getenv) // as serve does
+		addr, _ = startBenchServer(b, nil)
+	default:
+		b.Fatalf("%s=%q: want bare, minimal or product", serveForLoadEnv, kind)
+	}
+	fmt.Printf("ADDR %s\n", addr)
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent is done
+}
