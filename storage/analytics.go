@@ -134,11 +134,22 @@ func minuteOf(t time.Time) int64 {
 	return s - ((s%60)+60)%60
 }
 
+// newKeyFits reports whether m, bounded to limit keys, can take a new key:
+// it must leave a slot for statsOther, so the record never holds more than
+// limit keys (as boundOutcomes leaves it).
+func newKeyFits[V any](m map[string]V, limit int) bool {
+	room := limit - len(m)
+	if _, has := m[statsOther]; !has {
+		room--
+	}
+	return room > 0
+}
+
 // addOutcome moves one message of key in m, with the same folding as
 // error codes (see hourStats.add).
 func addOutcome(m map[string]outcomes, key string, outcome int, sign int64, limit int) {
 	o, ok := m[key]
-	if !ok && (sign < 0 || len(m) >= limit) {
+	if !ok && (sign < 0 || !newKeyFits(m, limit)) {
 		key = statsOther
 		o = m[key]
 	}

@@ -366,7 +366,7 @@ func (h *hourStats) add(c contribution, sign int64) {
 		// Should a counter for it appear later, its removals may land there
 		// instead: totals stay exact, attribution is approximate under abuse.
 		code := c.errCode
-		if _, ok := h.errors[code]; !ok && (sign < 0 || len(h.errors) >= maxStatsErrorCodes) {
+		if _, ok := h.errors[code]; !ok && (sign < 0 || !newKeyFits(h.errors, maxStatsErrorCodes)) {
 			code = statsOther
 		}
 		h.errors[code] += sign
