@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -81,8 +80,7 @@ type journal struct {
 	f      *os.File
 	path   string
 	noSync bool
-	off    int64  // where the next record goes
-	buf    []byte // the record being written, reused
+	off    int64 // where the next record goes
 }
 
 func journalPath(dbPath string) string { return dbPath + ".journal" }
@@ -112,19 +110,14 @@ func openJournal(dbPath string, noSync bool) (*journal, error) {
 			return nil, err
 		}
 		// A new file's name must survive a power loss with its records.
-		if err := j.syncName(); err != nil {
-			_ = f.Close()
-			return nil, err
+		if !noSync {
+			if err := syncDir(filepath.Dir(path)); err != nil {
+				_ = f.Close()
+				return nil, err
+			}
 		}
 	}
 	return j, nil
-}
-
-func (j *journal) syncName() error {
-	if j.noSync {
-		return nil
-	}
-	return syncDir(filepath.Dir(j.path))
 }
 
 func (j *journal) sync() error {
@@ -137,12 +130,20 @@ func (j *journal) sync() error {
 	return nil
 }
 
-// append writes one batch as record seq and makes it durable. It returns a
-// copy of the record's entries (decodeJournalBatch reads it), for applying
-// them again should the open transaction be rolled back. A failed append
-// leaves off where it was: the next record overwrites the torn one.
+// append writes one batch as record seq and makes it durable. It returns the
+// record's entries (decodeJournalBatch reads them), kept for applying them
+// again should the open transaction be rolled back: the record is built in
+// a buffer of its own, which the caller keeps. A failed append leaves off
+// where it was: the next record overwrites the torn one.
 func (j *journal) append(seq uint64, entries []journalEntry) ([]byte, error) {
-	b := append(j.buf[:0], make([]byte, 8)...)
+	size := 8 + 8 + binary.MaxVarintLen64
+	for _, e := range entries {
+		size += len(e.evBytes) + 8 + 2*binary.MaxVarintLen64
+		for _, n := range e.nonces {
+			size += len(n.Value) + 8 + 2*binary.MaxVarintLen64
+		}
+	}
+	b := make([]byte, 8, size)
 	b = binary.BigEndian.AppendUint64(b, seq)
 	b = binary.AppendUvarint(b, uint64(len(entries)))
 	for _, e := range entries {
@@ -160,9 +161,6 @@ func (j *journal) append(seq uint64, entries []journalEntry) ([]byte, error) {
 	payload := b[8:]
 	binary.BigEndian.PutUint32(b[0:4], uint32(len(payload)))
 	binary.BigEndian.PutUint32(b[4:8], crc32.Checksum(payload, crc32c))
-	if cap(b) <= 1<<20 {
-		j.buf = b
-	}
 	if _, err := j.f.WriteAt(b, j.off); err != nil {
 		return nil, fmt.Errorf("write journal %s: %w", j.path, err)
 	}
@@ -170,7 +168,7 @@ func (j *journal) append(seq uint64, entries []journalEntry) ([]byte, error) {
 		return nil, err
 	}
 	j.off += int64(len(b))
-	return bytes.Clone(payload[8:]), nil
+	return payload[8:], nil
 }
 
 // reset starts the next record at offset 0: every record so far is in a
@@ -198,36 +196,39 @@ var errJournalRecord = errors.New("journal record invalid")
 // It stops at the first record that is torn, corrupt or out of sequence.
 // gap reports a valid first record that is newer than applied+1: a journal
 // that does not continue this database (left beside a restored backup).
-func readJournal(f *os.File, applied uint64) (batches [][]byte, last uint64, gap bool, err error) {
+func readJournal(f *os.File, applied uint64) (batches [][]byte, events int, last uint64, gap bool, err error) {
 	r := io.NewSectionReader(f, 0, 1<<62)
 	last = applied
 	var hdr [8]byte
 	for {
+		// A short read, a bad length or CRC ends the valid part.
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return batches, last, gap, nil
+			return batches, events, last, gap, nil
 		}
 		n := binary.BigEndian.Uint32(hdr[0:4])
 		if n < 9 || n > journalMaxRecord {
-			return batches, last, gap, nil
+			return batches, events, last, gap, nil
 		}
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return batches, last, gap, nil
+			return batches, events, last, gap, nil
 		}
 		if crc32.Checksum(payload, crc32c) != binary.BigEndian.Uint32(hdr[4:8]) {
-			return batches, last, gap, nil
+			return batches, events, last, gap, nil
 		}
 		seq := binary.BigEndian.Uint64(payload)
 		if seq != last+1 {
 			gap = len(batches) == 0 && seq > last+1
-			return batches, last, gap, nil
+			return batches, events, last, gap, nil
 		}
-		if _, err := decodeJournalBatch(payload[8:]); err != nil {
+		entries, err := decodeJournalBatch(payload[8:])
+		if err != nil {
 			// The CRC matched: this is not a torn write but a record this
 			// binary cannot read.
-			return nil, applied, false, fmt.Errorf("journal record %d: %w", seq, err)
+			return nil, 0, applied, false, fmt.Errorf("journal record %d: %w", seq, err)
 		}
 		batches = append(batches, payload[8:])
+		events += len(entries)
 		last = seq
 	}
 }

@@ -52,7 +52,7 @@ func TestReadJournal(t *testing.T) {
 	}
 	read := func(applied uint64) (int, uint64, bool) {
 		t.Helper()
-		recs, last, gap, err := readJournal(j.f, applied)
+		recs, _, last, gap, err := readJournal(j.f, applied)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,8 +64,9 @@ type Options struct {
 	// OnCommit, if set, is called by the writer after each batch made
 	// durable with its duration (apply and journal write with its
 	// fdatasync, or apply and bbolt commit for a batch holding other
-	// writes) and the number of requests it held: an observer of the writer's timing, for metrics,
-	// that runs on the writer goroutine and must only record the numbers.
+	// writes) and the number of requests it held: an observer of the
+	// writer's timing, for metrics, that runs on the writer goroutine and
+	// must only record the numbers.
 	// What a commit stored goes to the consumer of Store.Applied instead.
 	//
 	// (It is not merged into Applied: a histogram observation is constant
@@ -255,27 +256,20 @@ func (s *Store) openJournal(noSync bool) error {
 		_ = j.close()
 		return fmt.Errorf("read journal sequence: %w", err)
 	}
-	records, last, gap, err := readJournal(j.f, applied)
+	records, events, last, gap, err := readJournal(j.f, applied)
 	if err != nil {
 		_ = j.close()
 		return fmt.Errorf("read journal %s: %w", j.path, err)
 	}
 	s.journal = j
-	s.journalGap = gap
-	w := s.w
-	w.seq, w.records = last, records
-	for _, rec := range records {
-		if entries, err := decodeJournalBatch(rec); err == nil {
-			s.journalReplayed += len(entries)
-		}
-	}
+	s.journalReplayed, s.journalGap = events, gap
+	s.w.seq, s.w.records = last, records
 	s.acked.Store(last)
 	s.applied.Store(applied)
-	if err := w.commitTx(); err != nil {
+	if err := s.w.commitTx(); err != nil {
 		_ = j.close()
 		return fmt.Errorf("apply journal %s: %w", j.path, err)
 	}
-	w.s.journal.reset()
 	return nil
 }
 

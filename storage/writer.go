@@ -323,9 +323,7 @@ func (s *Store) writer() {
 		if onlyApplies(w.batch) {
 			w.applyJournaled()
 		} else if err := w.commitTx(); err != nil {
-			for _, r := range w.batch {
-				r.res, r.err = ApplyResult{}, fmt.Errorf("commit: %w", err)
-			}
+			w.failLive(w.batch, fmt.Errorf("commit: %w", err))
 		} else {
 			w.commit()
 		}

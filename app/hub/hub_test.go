@@ -15,27 +15,21 @@ import (
 	"plivo-dlr/storage"
 )
 
-// splitWire decodes the WebSocket text frames of a wire blob.
+// splitWire decodes the WebSocket text frames of a wire blob, all of them
+// uncompressed.
 func splitWire(t *testing.T, wire []byte) []StreamFrame {
 	t.Helper()
+	payloads, compressed := inflateWire(t, wire)
+	if compressed > 0 {
+		t.Fatalf("%d compressed frames, want final uncompressed text frames", compressed)
+	}
 	var out []StreamFrame
-	for len(wire) > 0 {
-		if wire[0] != 0x81 {
-			t.Fatalf("frame header %#x, want a final text frame", wire[0])
-		}
-		n, hdr := int(wire[1]), 2
-		switch n {
-		case 126:
-			n, hdr = int(binary.BigEndian.Uint16(wire[2:])), 4
-		case 127:
-			n, hdr = int(binary.BigEndian.Uint64(wire[2:])), 10
-		}
+	for _, p := range payloads {
 		var f StreamFrame
-		if err := json.NewDecoder(bytes.NewReader(wire[hdr : hdr+n])).Decode(&f); err != nil {
+		if err := json.NewDecoder(bytes.NewReader(p)).Decode(&f); err != nil {
 			t.Fatalf("frame payload: %v", err)
 		}
 		out = append(out, f)
-		wire = wire[hdr+n:]
 	}
 	return out
 }
