@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,18 +38,26 @@ func BenchmarkIngestProcesses(b *testing.B) {
 		b.Run(fmt.Sprintf("shape=%s/clients=%d", tc.shape, tc.clients), func(b *testing.B) {
 			var servers []*ingestServer
 			for _, kind := range []string{"bare", "minimal", "product"} {
-				servers = append(servers, &ingestServer{name: kind, addr: startServerProcess(b, kind)})
+				servers = append(servers, &ingestServer{name: kind, addr: startServerProcess(b, os.Args[0], kind)})
 			}
-			runIngestRounds(b, tc.shape, tc.clients, rounds, servers, servers[2], false)
+			product := servers[2]
+			// PLIVO_DLR_BENCH_BASELINE=path/to/app.test adds the product
+			// built from other code (go test -c of another commit) as a
+			// fourth server: before/after in one run, as product/baseline.
+			if bin := os.Getenv("PLIVO_DLR_BENCH_BASELINE"); bin != "" {
+				servers = append(servers, &ingestServer{name: "baseline", addr: startServerProcess(b, bin, "product")})
+			}
+			runIngestRounds(b, tc.shape, tc.clients, rounds, servers, product, false)
 		})
 	}
 }
 
-// startServerProcess runs this test binary as a server of the given kind and
+// startServerProcess runs a test binary of this package (normally this one)
+// as a server of the given kind and
 // returns its address; the server runs until its stdin closes (cleanup).
-func startServerProcess(b *testing.B, kind string) string {
+func startServerProcess(b *testing.B, binary, kind string) string {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^BenchmarkServeForLoad$", "-test.benchtime=1x")
+	cmd := exec.Command(binary, "-test.run=^$", "-test.bench=^BenchmarkServeForLoad$", "-test.benchtime=1x")
 	cmd.Env = append(os.Environ(), serveForLoadEnv+"="+kind)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -111,6 +121,36 @@ func BenchmarkServeForLoad(b *testing.B) {
 		addr, _ = startBenchServer(b, nil)
 	default:
 		b.Fatalf("%s=%q: want bare, minimal or product", serveForLoadEnv, kind)
+	}
+	// PLIVO_DLR_SERVE_CPUPROFILE=prefix profiles each server process for
+	// the whole benchmark, into prefix.bare, prefix.minimal, prefix.product
+	// (where the CPU per callback goes).
+	if prefix := os.Getenv("PLIVO_DLR_SERVE_CPUPROFILE"); prefix != "" {
+		f, err := os.Create(prefix + "." + kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
+	// PLIVO_DLR_SERVE_TRACE=prefix writes an execution trace the same way.
+	if prefix := os.Getenv("PLIVO_DLR_SERVE_TRACE"); prefix != "" {
+		f, err := os.Create(prefix + "." + kind)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := trace.Start(f); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			trace.Stop()
+			_ = f.Close()
+		}()
 	}
 	fmt.Printf("ADDR %s\n", addr)
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent is done
