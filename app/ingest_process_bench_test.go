@@ -41,11 +41,18 @@ func BenchmarkIngestProcesses(b *testing.B) {
 				servers = append(servers, &ingestServer{name: kind, addr: startServerProcess(b, os.Args[0], kind)})
 			}
 			product := servers[2]
-			// PLIVO_DLR_BENCH_BASELINE=path/to/app.test adds the product
-			// built from other code (go test -c of another commit) as a
-			// fourth server: before/after in one run, as product/baseline.
-			if bin := os.Getenv("PLIVO_DLR_BENCH_BASELINE"); bin != "" {
-				servers = append(servers, &ingestServer{name: "baseline", addr: startServerProcess(b, bin, "product")})
+			// PLIVO_DLR_BENCH_BASELINE=path/to/app.test[,another.test...]
+			// adds the product built from other code (go test -c of another
+			// commit) as further servers: before/after in one run, reported
+			// as product/baseline (product/baseline2, ... for the others).
+			if bins := os.Getenv("PLIVO_DLR_BENCH_BASELINE"); bins != "" {
+				for i, bin := range strings.Split(bins, ",") {
+					name := "baseline"
+					if i > 0 {
+						name += strconv.Itoa(i + 1)
+					}
+					servers = append(servers, &ingestServer{name: name, addr: startServerProcess(b, bin, "product")})
+				}
 			}
 			runIngestRounds(b, tc.shape, tc.clients, rounds, servers, product, false)
 		})
