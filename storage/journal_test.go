@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -188,4 +189,122 @@ func copyTestFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o600)
+}
+
+// An event whose writes fail inside the open journaled transaction: the
+// transaction is rolled back and rebuilt from the journal's records, so the
+// events acknowledged before it keep their cursors and nonces; the failing
+// request is answered with its error and leaves nothing behind (its retry,
+// same nonce, is stored rather than refused as a replay); the requests that
+// shared its batch are stored.
+func TestApplyFailureRebuildsJournaledTransaction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dlr.db")
+	const bad = "00000000-0000-1000-8000-00000000dead"
+	var failing atomic.Bool
+	failing.Store(true)
+	var gate atomic.Pointer[chan struct{}]
+	entered := make(chan struct{}, 1)
+	s, err := Open(path, Options{NoSync: true, holdJournal: true,
+		BeforeCommit: func() {
+			if g := gate.Swap(nil); g != nil {
+				entered <- struct{}{}
+				<-*g
+			}
+		},
+		applyFault: func(e *Event) error {
+			if e.MessageUUID == bad && failing.Load() {
+				return errors.New("injected put failure")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	nonce := func(i int) Nonce { return Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: uint64(i + 1)} }
+	uuid := func(i int) string { return fmt.Sprintf("00000000-0000-1000-8000-%012d", i) }
+	cursors := map[string]uint64{}
+	for i := range 4 { // acknowledged, in the open transaction
+		cursors[uuid(i)] = mustApply(t, s, ev(uuid(i), StatusQueued, 0), nonce(i)).Cursor
+	}
+
+	// Hold the writer on one batch while the failing event and two others
+	// queue, so they make one batch.
+	release := make(chan struct{})
+	gate.Store(&release)
+	type outcome struct {
+		uuid string
+		res  ApplyResult
+		err  error
+	}
+	results := make(chan outcome, 4)
+	apply := func(u string, n Nonce) {
+		res, err := s.Apply(context.Background(), ev(u, StatusQueued, 0), n)
+		results <- outcome{u, res, err}
+	}
+	go apply(uuid(4), nonce(4))
+	<-entered
+	go apply(bad, nonce(99))
+	go apply(uuid(5), nonce(5))
+	go apply(uuid(6), nonce(6))
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.reqs) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests queued, want 3", len(s.reqs))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for range 4 {
+		o := <-results
+		switch {
+		case o.uuid == bad:
+			if o.err == nil || !strings.Contains(o.err.Error(), "injected put failure") {
+				t.Errorf("failing event: %+v, %v; want the injected error", o.res, o.err)
+			}
+		case o.err != nil:
+			t.Errorf("%s: %v (it shared the failing event's batch)", o.uuid, o.err)
+		default:
+			cursors[o.uuid] = o.res.Cursor
+		}
+	}
+	// The failing event's nonce was not used up: its retry is stored.
+	failing.Store(false)
+	res, err := s.Apply(context.Background(), ev(bad, StatusQueued, 0), nonce(99))
+	if err != nil || res.Retry || res.Duplicate {
+		t.Fatalf("retry of the failed event: %+v, %v; want it stored", res, err)
+	}
+	cursors[bad] = res.Cursor
+	// A nonce of a batch rebuilt from the journal is still used.
+	if _, err := s.Apply(context.Background(), ev(uuid(7), StatusQueued, 0), Nonce{Value: nonce(0).Value, ExpiresAt: exp, Sum: 1234}); !errors.Is(err, ErrReplayed) {
+		t.Errorf("nonce of a rebuilt batch used again: %v, want ErrReplayed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []uint64
+	for _, c := range cursors {
+		got = append(got, c)
+	}
+	slices.Sort(got)
+	for i, c := range got {
+		if c != uint64(i+1) {
+			t.Fatalf("cursors %v, want 1..%d without gaps (the failed try took none)", got, len(got))
+		}
+	}
+	s2, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	for u, c := range cursors {
+		if _, events := mustGet(t, s2, u); len(events) != 1 || events[0].Cursor != c {
+			t.Errorf("%s after reopening: events %+v, want one at cursor %d", u, events, c)
+		}
+	}
+	if last, _ := s2.LastCursor(); last != uint64(len(cursors)) {
+		t.Errorf("last cursor %d, want %d", last, len(cursors))
+	}
 }

@@ -91,6 +91,12 @@ type Options struct {
 	// of write or Close (no idle or age commits): tests use it to catch the
 	// state a crash leaves.
 	holdJournal bool
+	// applyFault, if set, is called by the writer after an event's first
+	// write into the transaction: an error fails that request as a bbolt
+	// put would, so tests reach the rollback and rebuild of the journaled
+	// transaction (bbolt puts fail only on corruption or resource
+	// exhaustion).
+	applyFault func(ev *Event) error
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
@@ -103,6 +109,7 @@ type Store struct {
 	onCommit func(time.Duration, int)
 	// beforeCommit is Options.BeforeCommit.
 	beforeCommit func()
+	applyFault   func(ev *Event) error
 	// nonces is the replay-protection index (nonce.go), writer-owned.
 	nonces *nonceIndex
 	// health tracks recent commit outcomes for readiness (health.go).
@@ -214,6 +221,7 @@ func Open(path string, opts Options) (*Store, error) {
 		reqs:         make(chan *request, maxBatch),
 		onCommit:     opts.OnCommit,
 		beforeCommit: opts.BeforeCommit,
+		applyFault:   opts.applyFault,
 		done:         make(chan struct{}),
 		checked:      checked,
 	}

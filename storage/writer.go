@@ -751,6 +751,11 @@ func (w *writerState) applyOne(b *buckets, r *request, cursor uint64) (uint64, e
 	if err := b.events.Put(u64key(cursor), bytes.Clone(r.evBytes)); err != nil {
 		return cursor, fmt.Errorf("put event: %w", err)
 	}
+	if w.s.applyFault != nil {
+		if err := w.s.applyFault(ev); err != nil {
+			return cursor, err
+		}
+	}
 	w.buf = encodeMessage(w.buf[:0], m, idx)
 	// bbolt keeps a reference to the value until commit: it cannot be a
 	// reused buffer.
