@@ -81,6 +81,8 @@ type journal struct {
 	path   string
 	noSync bool
 	off    int64 // where the next record goes
+	// fault is Options.journalFault.
+	fault func() error
 }
 
 func journalPath(dbPath string) string { return dbPath + ".journal" }
@@ -121,6 +123,11 @@ func openJournal(dbPath string, noSync bool) (*journal, error) {
 }
 
 func (j *journal) sync() error {
+	if j.fault != nil {
+		if err := j.fault(); err != nil {
+			return fmt.Errorf("fdatasync journal %s: %w", j.path, err)
+		}
+	}
 	if j.noSync {
 		return nil
 	}

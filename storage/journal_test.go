@@ -308,3 +308,72 @@ func TestApplyFailureRebuildsJournaledTransaction(t *testing.T) {
 		t.Errorf("last cursor %d, want %d", last, len(cursors))
 	}
 }
+
+// A journal fdatasync that fails: the batch is answered with the error and
+// leaves nothing (its retry, same nonce, is stored); the events journaled
+// before it keep their cursors and nonces through the rebuilt transaction;
+// the next record overwrites the failed one, so a crash image read after
+// that has every acknowledged event and only those.
+func TestJournalSyncFailureRefusesBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dlr.db")
+	var failing atomic.Bool
+	s, err := Open(path, Options{NoSync: true, holdJournal: true, journalFault: func() error {
+		if failing.Load() {
+			return errors.New("injected EIO")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	nonce := func(i int) Nonce { return Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: uint64(i + 1)} }
+	uuid := func(i int) string { return fmt.Sprintf("00000000-0000-1000-8000-%012d", i) }
+	cursors := map[string]uint64{}
+	for i := range 3 {
+		cursors[uuid(i)] = mustApply(t, s, ev(uuid(i), StatusQueued, 0), nonce(i)).Cursor
+	}
+	failing.Store(true)
+	if res, err := s.Apply(context.Background(), ev(uuid(3), StatusQueued, 0), nonce(3)); err == nil || !strings.Contains(err.Error(), "injected EIO") {
+		t.Fatalf("apply with a failing journal: %+v, %v; want the fdatasync error", res, err)
+	}
+	failing.Store(false)
+	res, err := s.Apply(context.Background(), ev(uuid(3), StatusQueued, 0), nonce(3))
+	if err != nil || res.Retry || res.Duplicate {
+		t.Fatalf("retry after the failed fdatasync: %+v, %v; want it stored", res, err)
+	}
+	cursors[uuid(3)] = res.Cursor
+	cursors[uuid(4)] = mustApply(t, s, ev(uuid(4), StatusQueued, 0), nonce(4)).Cursor
+	if _, err := s.Apply(context.Background(), ev(uuid(9), StatusQueued, 0), Nonce{Value: nonce(1).Value, ExpiresAt: exp, Sum: 1234}); !errors.Is(err, ErrReplayed) {
+		t.Errorf("nonce journaled before the failure used again: %v, want ErrReplayed", err)
+	}
+	// The crash image: the database as committed and the journal as the
+	// open transaction left it (the writer holds it, nothing is writing).
+	image := filepath.Join(t.TempDir(), "image.db")
+	if err := errors.Join(copyTestFile(path, image), copyTestFile(journalPath(path), journalPath(image))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, image} {
+		s2, err := Open(p, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := s2.JournalReplayed(); p == image && n != len(cursors) {
+			t.Errorf("crash image: %d events applied from the journal, want %d", n, len(cursors))
+		}
+		for u, c := range cursors {
+			if _, events := mustGet(t, s2, u); len(events) != 1 || events[0].Cursor != c {
+				t.Errorf("%s: %s has events %+v, want one at cursor %d", filepath.Base(p), u, events, c)
+			}
+		}
+		if last, _ := s2.LastCursor(); last != uint64(len(cursors)) {
+			t.Errorf("%s: last cursor %d, want %d (the failed batch took none)", filepath.Base(p), last, len(cursors))
+		}
+		if err := s2.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

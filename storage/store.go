@@ -97,6 +97,9 @@ type Options struct {
 	// transaction (bbolt puts fail only on corruption or resource
 	// exhaustion).
 	applyFault func(ev *Event) error
+	// journalFault, if set, is called before each fdatasync of the
+	// journal: an error stands for the fdatasync failing (EIO).
+	journalFault func() error
 }
 
 // Store is the bbolt-backed system of record. All writes go through one
@@ -238,7 +241,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.holdJournal {
 		s.w.idleCommit, s.w.maxAge = time.Hour, time.Hour
 	}
-	if err := s.openJournal(opts.NoSync); err != nil {
+	if err := s.openJournal(opts.NoSync, opts.journalFault); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -248,11 +251,12 @@ func Open(path string, opts Options) (*Store, error) {
 
 // openJournal opens the journal and commits the batches it holds that the
 // database does not: what was acknowledged before a crash.
-func (s *Store) openJournal(noSync bool) error {
+func (s *Store) openJournal(noSync bool, fault func() error) error {
 	j, err := openJournal(s.path, noSync)
 	if err != nil {
 		return err
 	}
+	j.fault = fault
 	var applied uint64
 	err = s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get([]byte(metaJournalApplied)); len(v) == 8 {
