@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	fastws "github.com/fasthttp/websocket"
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 
@@ -191,6 +192,20 @@ func (s *Server) serveStream(conn *websocket.Conn) {
 	_ = fc.SetReadDeadline(time.Now().Add(wsPongWait))
 	fc.SetPongHandler(func(string) error {
 		return fc.SetReadDeadline(time.Now().Add(wsPongWait))
+	})
+	// The library's default ping handler answers with a one-second write
+	// deadline, set on the socket our frames are written to: a client that
+	// pings while a large write waits for it to read (catching up over a
+	// slow link) was cut off after a second. The pong gets the stream's own
+	// write wait instead; a client that pings but never reads is still cut
+	// off when that wait ends.
+	fc.SetPingHandler(func(data string) error {
+		err := fc.WriteControl(fastws.PongMessage, []byte(data), time.Now().Add(st.s.wsWriteWait))
+		var netErr net.Error
+		if errors.Is(err, fastws.ErrCloseSent) || errors.As(err, &netErr) {
+			return nil // as the default handler: the writer sees the failure
+		}
+		return err
 	})
 	defer func() {
 		// Closing the connection ends the reader; wait so no goroutine
