@@ -127,7 +127,7 @@ func TestJournalAppliedAtOpen(t *testing.T) {
 	}
 	var acked []ack
 	for i := range copyAt {
-		uuid := fmt.Sprintf("00000000-0000-1000-8000-%012d", i)
+		uuid := numberedUUID(i)
 		res := mustApply(t, s, ev(uuid, StatusQueued, 0), Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: 1})
 		if i < copyAt-1 {
 			acked = append(acked, ack{uuid, res.Cursor})
@@ -222,11 +222,10 @@ func TestApplyFailureRebuildsJournaledTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(time.Hour)
-	nonce := func(i int) Nonce { return Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: uint64(i + 1)} }
-	uuid := func(i int) string { return fmt.Sprintf("00000000-0000-1000-8000-%012d", i) }
+	nonce := func(i int) Nonce { return numberedNonce(i, exp) }
 	cursors := map[string]uint64{}
 	for i := range 4 { // acknowledged, in the open transaction
-		cursors[uuid(i)] = mustApply(t, s, ev(uuid(i), StatusQueued, 0), nonce(i)).Cursor
+		cursors[numberedUUID(i)] = mustApply(t, s, ev(numberedUUID(i), StatusQueued, 0), nonce(i)).Cursor
 	}
 
 	// Hold the writer on one batch while the failing event and two others
@@ -243,11 +242,11 @@ func TestApplyFailureRebuildsJournaledTransaction(t *testing.T) {
 		res, err := s.Apply(context.Background(), ev(u, StatusQueued, 0), n)
 		results <- outcome{u, res, err}
 	}
-	go apply(uuid(4), nonce(4))
+	go apply(numberedUUID(4), nonce(4))
 	<-entered
 	go apply(bad, nonce(99))
-	go apply(uuid(5), nonce(5))
-	go apply(uuid(6), nonce(6))
+	go apply(numberedUUID(5), nonce(5))
+	go apply(numberedUUID(6), nonce(6))
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.reqs) < 3 {
 		if time.Now().After(deadline) {
@@ -277,7 +276,7 @@ func TestApplyFailureRebuildsJournaledTransaction(t *testing.T) {
 	}
 	cursors[bad] = res.Cursor
 	// A nonce of a batch rebuilt from the journal is still used.
-	if _, err := s.Apply(context.Background(), ev(uuid(7), StatusQueued, 0), Nonce{Value: nonce(0).Value, ExpiresAt: exp, Sum: 1234}); !errors.Is(err, ErrReplayed) {
+	if _, err := s.Apply(context.Background(), ev(numberedUUID(7), StatusQueued, 0), Nonce{Value: nonce(0).Value, ExpiresAt: exp, Sum: 1234}); !errors.Is(err, ErrReplayed) {
 		t.Errorf("nonce of a rebuilt batch used again: %v, want ErrReplayed", err)
 	}
 	if err := s.Close(); err != nil {
@@ -327,24 +326,23 @@ func TestJournalSyncFailureRefusesBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(time.Hour)
-	nonce := func(i int) Nonce { return Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: uint64(i + 1)} }
-	uuid := func(i int) string { return fmt.Sprintf("00000000-0000-1000-8000-%012d", i) }
+	nonce := func(i int) Nonce { return numberedNonce(i, exp) }
 	cursors := map[string]uint64{}
 	for i := range 3 {
-		cursors[uuid(i)] = mustApply(t, s, ev(uuid(i), StatusQueued, 0), nonce(i)).Cursor
+		cursors[numberedUUID(i)] = mustApply(t, s, ev(numberedUUID(i), StatusQueued, 0), nonce(i)).Cursor
 	}
 	failing.Store(true)
-	if res, err := s.Apply(context.Background(), ev(uuid(3), StatusQueued, 0), nonce(3)); err == nil || !strings.Contains(err.Error(), "injected EIO") {
+	if res, err := s.Apply(context.Background(), ev(numberedUUID(3), StatusQueued, 0), nonce(3)); err == nil || !strings.Contains(err.Error(), "injected EIO") {
 		t.Fatalf("apply with a failing journal: %+v, %v; want the fdatasync error", res, err)
 	}
 	failing.Store(false)
-	res, err := s.Apply(context.Background(), ev(uuid(3), StatusQueued, 0), nonce(3))
+	res, err := s.Apply(context.Background(), ev(numberedUUID(3), StatusQueued, 0), nonce(3))
 	if err != nil || res.Retry || res.Duplicate {
 		t.Fatalf("retry after the failed fdatasync: %+v, %v; want it stored", res, err)
 	}
-	cursors[uuid(3)] = res.Cursor
-	cursors[uuid(4)] = mustApply(t, s, ev(uuid(4), StatusQueued, 0), nonce(4)).Cursor
-	if _, err := s.Apply(context.Background(), ev(uuid(9), StatusQueued, 0), Nonce{Value: nonce(1).Value, ExpiresAt: exp, Sum: 1234}); !errors.Is(err, ErrReplayed) {
+	cursors[numberedUUID(3)] = res.Cursor
+	cursors[numberedUUID(4)] = mustApply(t, s, ev(numberedUUID(4), StatusQueued, 0), nonce(4)).Cursor
+	if _, err := s.Apply(context.Background(), ev(numberedUUID(9), StatusQueued, 0), Nonce{Value: nonce(1).Value, ExpiresAt: exp, Sum: 1234}); !errors.Is(err, ErrReplayed) {
 		t.Errorf("nonce journaled before the failure used again: %v, want ErrReplayed", err)
 	}
 	// The crash image: the database as committed and the journal as the
@@ -376,4 +374,12 @@ func TestJournalSyncFailureRefusesBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// numberedUUID and numberedNonce are the i-th message and nonce of the
+// journal fault tests; the nonce's request sum is i+1.
+func numberedUUID(i int) string { return fmt.Sprintf("00000000-0000-1000-8000-%012d", i) }
+
+func numberedNonce(i int, exp time.Time) Nonce {
+	return Nonce{Value: fmt.Sprintf("%020d", i), ExpiresAt: exp, Sum: uint64(i + 1)}
 }
