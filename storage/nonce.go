@@ -445,8 +445,9 @@ func openNonceIndex(db *bolt.DB, now time.Time, max int) (*nonceIndex, error) {
 		seek := binary.BigEndian.AppendUint64(nil, uint64(max0(nowNanos)+1))
 		// Size the shards for the nonces the log holds (counted without
 		// decoding them) at the sweep's 70% load, rather than growing
-		// each 1.5x at a time while loading: at 1 M nonces that copied
-		// every entry about twice more.
+		// each 1.5x at a time while loading, which ended 11% larger at
+		// 1 M nonces (BenchmarkNonceIndexOpen) with an old and a new
+		// table alive at each step.
 		live := 0
 		for k, v := c.Seek(seek); k != nil; k, v = c.Next() {
 			live += groupCount(v)
