@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -58,9 +59,14 @@ func pebbleBinary(tb testing.TB) string {
 	}
 	// -n prints the built tool's path instead of running it, so the test
 	// owns the pebble process itself and can kill it cleanly.
-	out, err := exec.Command(goBin, "tool", "-n", "pebble").CombinedOutput()
+	// Only stdout is the path: on a cold module cache the go command also
+	// reports its downloads, on stderr.
+	cmd := exec.Command(goBin, "tool", "-n", "pebble")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		tb.Fatalf("cannot build pebble with `go tool -n pebble` (is the module proxy reachable, or the module cache warm?): %v\n%s", err, out)
+		tb.Fatalf("cannot build pebble with `go tool -n pebble` (is the module proxy reachable, or the module cache warm?): %v\n%s", err, stderr.Bytes())
 	}
 	path := strings.TrimSpace(string(out))
 	if _, err := os.Stat(path); err != nil {
