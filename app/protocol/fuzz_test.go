@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Header layouts the signature fuzzer puts its signature and nonce in.
@@ -183,3 +184,36 @@ var allV3Forms = func() []v3Form {
 	}
 	return out
 }()
+
+// FuzzParseTime checks that the fast path for Plivo's documented spelling
+// changes no result: parseTimeValue gives what the layouts alone give, the
+// same time or an error for the same inputs.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{
+		"2024-05-01 10:00:00", "2024-05-01 10:00:00.123456", "2024-05-01 10:00:00.1",
+		"2024-05-01 10:00:00.123456789", "2024-05-01 10:00:00.1234567891", "2024-05-01 10:00:00.",
+		"2024-02-29 23:59:59", "2023-02-29 00:00:00", "2024-04-31 00:00:00", "2024-13-01 00:00:00",
+		"2024-05-01 24:00:00", "2024-05-01 10:60:00", "2024-05-01 10:00:60", "0000-01-01 00:00:00",
+		"1677-09-21 00:12:43.145224192", "1677-09-21 00:12:43.145224191", "2262-04-11 23:47:16.854775807",
+		"2262-04-11 23:47:16.854775808", "9999-12-31 23:59:59", "2024-05-01 10:00:00,5",
+		"2024-05-01T10:00:00Z", "2024-05-01 10:00:00+05:30", "2024-05-01 10:00:00 UTC", "+024-05-01 10:00:00",
+		"2024-5-01 10:00:00.12", "2024-05-01 10:00:00.12a", "2024-05-01 1:00:00.1234",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gotErr := parseTimeValue(s)
+		if s == "" {
+			return
+		}
+		want, wantErr := parseTimeLayouts(s)
+		if (gotErr == nil) != (wantErr == nil) || !got.Equal(want) || got.Location() != want.Location() {
+			t.Fatalf("parseTimeValue(%q) = %v, %v; the layouts give %v, %v", s, got, gotErr, want, wantErr)
+		}
+		if fast, ok := parseDocumentedTime(s); ok {
+			if ref, err := time.ParseInLocation(timeLayouts[0], s, time.UTC); err != nil || !fast.Equal(ref) {
+				t.Fatalf("parseDocumentedTime(%q) = %v; time.ParseInLocation gives %v, %v", s, fast, ref, err)
+			}
+		}
+	})
+}
