@@ -51,13 +51,16 @@ import (
 // a torn tail (never acknowledged), the older records behind the newest
 // ones, or a journal that does not continue this file.
 const (
-	// journalMaxAge: each bbolt commit costs two fdatasyncs and a page
-	// spill on the writer's goroutine. 40 ms instead of 20 made the product
-	// 1.02-1.10x as fast (6 of 6 shapes and runs of BenchmarkIngestProcesses
-	// against a 20 ms build, PLIVO_DLR_BENCH_BASELINE); the price is reads
-	// waiting up to 40 ms under load, and a v4-UUID flood's p99 going from
-	// about 15 to 20 ms (a longer commit holds the writer longer).
-	journalMaxAge    = 40 * time.Millisecond
+	// journalMaxAge: each bbolt commit costs two fdatasyncs and a pwrite
+	// per dirty page on the writer's goroutine, and a syscall here costs
+	// 5-10 us of CPU. Against 20 ms, 40 ms made the product 1.02-1.10x as
+	// fast (6 of 6 shape/runs of BenchmarkIngestProcesses with
+	// PLIVO_DLR_BENCH_BASELINE), and 80 ms against 40 another 0.97-1.17x
+	// (median 1.05, 11 of 12). The price: reads wait up to 80 ms under
+	// load, and a flood of new v4-UUID messages (more pages per event, so
+	// longer commits holding the writer) has a p99 of 28-32 ms instead of
+	// about 15. journalMaxEvents bounds a commit first above 25,000/s.
+	journalMaxAge    = 80 * time.Millisecond
 	journalMaxEvents = 2048
 	// journalIdle commits the open transaction when no request arrives for
 	// this long, so a quiet store is never behind.
