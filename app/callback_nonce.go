@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/gofiber/fiber/v2"
 
 	"plivo-dlr/app/protocol"
@@ -32,31 +34,38 @@ func callbackNonces(v protocol.Verification, exp time.Time, sum uint64) []storag
 	return nonces
 }
 
-// requestSum is a 64-bit FNV-1a hash of what makes a signed callback the
-// same request: URL, body and every signature header. A nonce seen again
-// with the same sum is Plivo retrying that request (answered 200, duplicate);
-// with another sum it is a replay (403). A collision could only make a
-// replay look like a retry, which stores nothing.
+// requestSum is a 64-bit hash (xxHash64) of what makes a signed callback
+// the same request: URL, body and every signature header. A nonce seen
+// again with the same sum is Plivo retrying that request (answered 200,
+// duplicate); with another sum it is a replay (403). A collision could only
+// make a replay look like a retry, which stores nothing. Each field goes
+// in behind its length, so no two different requests hash the same bytes.
+// (Until this version the sum was FNV-1a, a fifth as fast on a callback's
+// 1.5 KB: a retry straddling the upgrade, within plivo.nonce_ttl, of a
+// callback stored before it is answered 403 instead of 200; its event is
+// stored either way.)
 func requestSum(body []byte, req protocol.SignedRequest) uint64 {
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
-	add := func(s string) {
-		for i := 0; i < len(s); i++ {
-			h = (h ^ uint64(s[i])) * prime
-		}
-		h = (h ^ 0xff) * prime // separator: fields cannot shift into each other
+	var d xxhash.Digest
+	d.Reset()
+	var n [8]byte
+	add := func(b []byte) {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(b)))
+		_, _ = d.Write(n[:])
+		_, _ = d.Write(b)
 	}
-	add(req.Method)
-	add(req.URL)
-	for _, b := range body {
-		h = (h ^ uint64(b)) * prime
+	addString := func(s string) {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		_, _ = d.Write(n[:])
+		_, _ = d.WriteString(s)
 	}
-	h = (h ^ 0xff) * prime
+	addString(req.Method)
+	addString(req.URL)
+	add(body)
 	hd := req.Headers
 	for _, v := range [...]string{hd.V2, hd.MaV2, hd.V2Nonce, hd.V3, hd.MaV3, hd.V3Nonce} {
-		add(v)
+		addString(v)
 	}
-	return h
+	return d.Sum64()
 }
 
 // refuseMalformed answers a correctly signed callback whose body is not a

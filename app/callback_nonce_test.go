@@ -182,3 +182,32 @@ func TestCallbackV2OnlyAfterV3Warns(t *testing.T) {
 		t.Errorf("no warning for a V2-only callback after V3 ones; log: %s", logs.String())
 	}
 }
+
+// TestRequestSumSeparatesFields: the sum is the same for the same request
+// and changes with any one field, also when bytes move from one field to
+// its neighbour.
+func TestRequestSumSeparatesFields(t *testing.T) {
+	base := protocol.SignedRequest{Method: "POST", URL: "https://dlr.example.com/plivo/callback",
+		Headers: protocol.SignatureHeaders{V2: "sig2", V2Nonce: "12345678901234567890", V3: "sig3", V3Nonce: "09876543210987654321"}}
+	body := []byte("MessageUUID=x&Status=delivered")
+	sum := requestSum(body, base)
+	if again := requestSum(append([]byte(nil), body...), base); again != sum {
+		t.Fatalf("same request, sums %x and %x", sum, again)
+	}
+	moved := base
+	moved.URL += "M"
+	variants := map[string]uint64{
+		"url":              requestSum(body, func() protocol.SignedRequest { r := base; r.URL += "/"; return r }()),
+		"body":             requestSum([]byte("MessageUUID=x&Status=undelivered"), base),
+		"byte url->body":   requestSum(body[1:], moved),
+		"v2 nonce":         requestSum(body, func() protocol.SignedRequest { r := base; r.Headers.V2Nonce = "12345678901234567891"; return r }()),
+		"v3 signature":     requestSum(body, func() protocol.SignedRequest { r := base; r.Headers.V3 = "sig4"; return r }()),
+		"byte v2 -> ma-v2": requestSum(body, func() protocol.SignedRequest { r := base; r.Headers.V2, r.Headers.MaV2 = "sig", "2"; return r }()),
+		"method":           requestSum(body, func() protocol.SignedRequest { r := base; r.Method = "GET"; return r }()),
+	}
+	for name, v := range variants {
+		if v == sum {
+			t.Errorf("%s changed, sum stayed %x", name, sum)
+		}
+	}
+}
