@@ -27,7 +27,7 @@ var wsBenchMsgs atomic.Int64
 // wsBenchIngest sends total signed callbacks from senders keep-alive
 // connections as fast as the server takes them and returns the rate. ack,
 // if not nil, records when each (uuid, status) got its 200.
-func wsBenchIngest(b *testing.B, d *dashServer, senders, total int, run string, ack *sync.Map) float64 {
+func wsBenchIngest(b *testing.B, d *dashServer, senders, total int, ack *sync.Map) float64 {
 	b.Helper()
 	hc := &fasthttp.HostClient{Addr: d.addr, MaxConns: senders, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 	statuses := [3]string{"queued", "sent", "delivered"}
@@ -221,9 +221,9 @@ func benchWSFanout(b *testing.B, exact bool) {
 	// The process's CPU time per callback in each phase (server, senders
 	// and clients alike): the rates follow the load of whatever else runs
 	// on the machine, the CPU a phase costs much less so.
-	phase := func(d *dashServer, run string, ack *sync.Map, rates, cpu *[]float64) float64 {
+	phase := func(d *dashServer, ack *sync.Map, rates, cpu *[]float64) float64 {
 		c0 := processCPU(b)
-		rate := wsBenchIngest(b, d, senders, total, run, ack)
+		rate := wsBenchIngest(b, d, senders, total, ack)
 		*rates = append(*rates, rate)
 		*cpu = append(*cpu, float64((processCPU(b)-c0).Microseconds())/float64(total))
 		return rate
@@ -231,11 +231,11 @@ func benchWSFanout(b *testing.B, exact bool) {
 	for r := range rounds {
 		var wo, wi float64
 		if r%2 == 0 {
-			wo = phase(bare, "a0000000", nil, &without, &cpuWithout)
-			wi = phase(d, "b0000000", &ack, &with, &cpuWith)
+			wo = phase(bare, nil, &without, &cpuWithout)
+			wi = phase(d, &ack, &with, &cpuWith)
 		} else {
-			wi = phase(d, "b0000000", &ack, &with, &cpuWith)
-			wo = phase(bare, "a0000000", nil, &without, &cpuWithout)
+			wi = phase(d, &ack, &with, &cpuWith)
+			wo = phase(bare, nil, &without, &cpuWithout)
 		}
 		ratios = append(ratios, wi/wo)
 	}
