@@ -25,7 +25,7 @@ func (s *Server) handleCallback(c *fiber.Ctx) error {
 	start := time.Now()
 	result, inbound, err := s.ingestCallback(c)
 	if s.cfg.Metrics.Enabled {
-		s.metrics.callbacks.WithLabelValues(result).Inc()
+		s.metrics.callbackResult(result).Inc()
 		s.metrics.callbackDuration.Observe(time.Since(start).Seconds())
 	}
 	if err != nil {

@@ -20,13 +20,24 @@ const (
 // serverMetrics holds the collectors of plivo-dlr, registered on the registerer
 // given to newServerMetrics so each test can use a fresh registry.
 type serverMetrics struct {
-	callbacks         *prometheus.CounterVec
+	callbacks *prometheus.CounterVec
+	// callbackResults holds callbacks' counter of each result, looked up
+	// once: WithLabelValues hashes the label and takes a lock per call.
+	callbackResults   map[string]prometheus.Counter
 	signatureFailures *prometheus.CounterVec
 	callbackDuration  prometheus.Histogram
 	websocketClients  prometheus.Gauge
 	messagesSent      *prometheus.CounterVec
 	reconciles        *prometheus.CounterVec
 	unparsedTimes     *prometheus.CounterVec
+}
+
+// callbackResult is the plivo_dlr_callbacks_total counter of result.
+func (m *serverMetrics) callbackResult(result string) prometheus.Counter {
+	if c, ok := m.callbackResults[result]; ok {
+		return c
+	}
+	return m.callbacks.WithLabelValues(result)
 }
 
 // newServerMetrics creates and registers the collectors on reg.
@@ -68,8 +79,9 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 	// series created on first use hides that first increment from
 	// increase(): after a restart the alerts would miss the very events
 	// (a few bad signatures, one accepted send) they exist for.
+	m.callbackResults = make(map[string]prometheus.Counter)
 	for _, r := range []string{resultStored, resultDuplicate, resultInvalidSignature, resultReplayed, resultMalformed, resultError} {
-		m.callbacks.WithLabelValues(r)
+		m.callbackResults[r] = m.callbacks.WithLabelValues(r)
 	}
 	for _, hs := range signatureHeaderSets {
 		for _, c := range signatureCauses {
