@@ -58,7 +58,7 @@ const (
 	// PLIVO_DLR_BENCH_BASELINE), and 80 ms against 40 another 0.97-1.17x
 	// (median 1.05, 11 of 12). The price: reads wait up to 80 ms under
 	// load, and a flood of new v4-UUID messages (more pages per event, so
-	// longer commits holding the writer) has a p99 of 28-32 ms instead of
+	// longer commits holding the writer) has a p99 of 27-32 ms instead of
 	// about 15. journalMaxEvents bounds a commit first above 25,000/s.
 	journalMaxAge    = 80 * time.Millisecond
 	journalMaxEvents = 2048

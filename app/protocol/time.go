@@ -136,7 +136,7 @@ func parseDocumentedTime(s string) (time.Time, bool) {
 	}
 	// The years MinTime and MaxTime fall in are left to the layouts and
 	// their range check.
-	if year <= MinTime.Year() || year >= MaxTime.Year() {
+	if year <= minTimeYear || year >= maxTimeYear {
 		return time.Time{}, false
 	}
 	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
@@ -145,6 +145,10 @@ func parseDocumentedTime(s string) (time.Time, bool) {
 	}
 	return t, true
 }
+
+// minTimeYear and maxTimeYear are MinTime's and MaxTime's years, computed
+// once rather than on every callback's timestamps.
+var minTimeYear, maxTimeYear = MinTime.Year(), MaxTime.Year()
 
 // digits parses s, all ASCII digits, as a decimal number.
 func digits(s string) (int, bool) {
