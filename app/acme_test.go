@@ -310,18 +310,28 @@ func TestACMEEndToEnd(t *testing.T) {
 		ts.tm.SetChallenges(false, true)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := ts.tm.Renew(ctx); err != nil {
-			t.Fatalf("renew: %v", err)
+		// Pebble reuses a valid authorization 1% of the time even with
+		// PEBBLE_AUTHZREUSE=0 (it compares rand.Intn(100) > percent, and 0
+		// is drawn), and then no challenge is solved: such a renewal is
+		// done again, at most twice more.
+		var second *x509.Certificate
+		answered := false
+		for attempt := 0; attempt < 3 && !answered; attempt++ {
+			before := len(logs.String())
+			if err := ts.tm.Renew(ctx); err != nil {
+				t.Fatalf("renew: %v", err)
+			}
+			var err error
+			if second, err = servedCert(); err != nil {
+				t.Fatalf("after renewal: %v", err)
+			}
+			if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
+				t.Fatalf("serial after renewal: got %s, want a new one (was %s)", second.SerialNumber, first.SerialNumber)
+			}
+			answered = strings.Contains(logs.String()[before:], "challenge=tls-alpn-01")
 		}
-		second, err := servedCert()
-		if err != nil {
-			t.Fatalf("after renewal: %v", err)
-		}
-		if second.SerialNumber.Cmp(first.SerialNumber) == 0 {
-			t.Fatalf("serial after renewal: got %s, want a new one (was %s)", second.SerialNumber, first.SerialNumber)
-		}
-		if got := logs.String(); !strings.Contains(got, "challenge=tls-alpn-01") {
-			t.Errorf("renewal: want a tls-alpn-01 challenge answered; log:\n%s", got)
+		if !answered {
+			t.Errorf("renewal: want a tls-alpn-01 challenge answered; log:\n%s", logs.String())
 		}
 		if got, _ := expiryMetric(t, ts.reg, "dlr.test"); int64(got) != second.NotAfter.Unix() {
 			t.Errorf("expiry metric after renewal: got %d, want %d", int64(got), second.NotAfter.Unix())
